@@ -1,0 +1,102 @@
+//! `send-test`: render one message for a destination and deliver it now.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+
+use crate::context::event_context;
+use crate::destinations::{self, Outcome, Request};
+use crate::event::Event;
+use crate::routing::Router;
+use crate::runtime::Runtime;
+use crate::samples::SAMPLES;
+
+pub async fn run(
+    config_path: &Path,
+    destination: &str,
+    event_path: Option<&Path>,
+) -> anyhow::Result<bool> {
+    let runtime = Runtime::load(config_path)?;
+    let Some(settings) = runtime.config.destinations.get(destination) else {
+        let known: Vec<&str> = runtime
+            .config
+            .destinations
+            .keys()
+            .map(String::as_str)
+            .collect();
+        bail!(
+            "unknown destination {destination:?}; configured: {}",
+            known.join(", ")
+        );
+    };
+    let body = match event_path {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read event file {}", path.display()))?,
+        None => SAMPLES
+            .iter()
+            .find(|(name, _)| *name == "RECORDING_AVAILABLE.json")
+            .map(|(_, body)| body.as_bytes().to_vec())
+            .expect("the recording sample is built in"),
+    };
+    let event = Event::parse(&body).context("the event file is not a Pencil event")?;
+    let environment = runtime
+        .config
+        .secrets
+        .first()
+        .map_or("production", |s| s.environment.as_str());
+    let context = event_context(&event, environment, Utc::now(), &runtime.directory);
+
+    // The first route that matches and sends to this destination chooses
+    // the template; without one, the generic template is used.
+    let route = runtime
+        .router
+        .matching(&event.event_type, &context)
+        .into_iter()
+        .find(|route| route.to.iter().any(|name| name == destination))
+        .cloned();
+    let route = match route {
+        Some(route) => route,
+        None => {
+            let config = crate::config::RouteConfig {
+                name: "send-test".to_owned(),
+                when: Default::default(),
+                unless: Default::default(),
+                template: "generic".to_owned(),
+                to: vec![destination.to_owned()],
+                stop: false,
+            };
+            Router::new(&[config]).routes()[0].clone()
+        }
+    };
+    let body = runtime
+        .render(&route, settings, &context)
+        .map_err(|reason| anyhow::anyhow!("cannot render the message: {reason}"))?;
+
+    let client = destinations::http_client(runtime.config.config.delivery.timeout);
+    let key = format!("send-test-{}", Utc::now().timestamp_millis());
+    let request = Request {
+        event_id: &event.id,
+        idempotency_key: &key,
+        body: &body,
+    };
+    let answer = destinations::send(&client, settings, request).await;
+    println!(
+        "route {} template {} -> {destination}",
+        route.name, route.template
+    );
+    let delivered = matches!(answer.outcome, Outcome::Delivered { .. });
+    match answer.outcome {
+        Outcome::Delivered { status } => println!(
+            "delivered: HTTP {status} in {} ms",
+            answer.duration.as_millis()
+        ),
+        Outcome::Retry { error, .. } => println!("failed, would be retried: {error}"),
+        Outcome::RateLimited { error, after, .. } => {
+            println!("rate limited, retry after {after:?}: {error}")
+        }
+        Outcome::Permanent { error, .. } => println!("rejected: {error}"),
+        Outcome::Gone { error, .. } => println!("the webhook is gone: {error}"),
+    }
+    Ok(delivered)
+}

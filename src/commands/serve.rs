@@ -1,0 +1,178 @@
+//! `serve`: run the HTTP server and the delivery workers until a signal.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::Dispatcher;
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+use crate::server::{app, AppState};
+use crate::store::{self, Store};
+
+/// How often delivered deliveries and old events are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A running bridge: the server, the workers and what stops them.
+pub struct Running {
+    /// The address the server listens on (useful with port 0).
+    pub addr: SocketAddr,
+    state: AppState,
+    config_path: PathBuf,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Loads the config, opens the store, binds and starts serving. Nothing
+/// binds unless the whole config is valid.
+pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
+    let runtime = Runtime::load(config_path)?;
+    let store_url = runtime.config.config.store.url.clone();
+    let store = store::open(&store_url).await.with_context(|| {
+        format!(
+            "cannot open store {}",
+            crate::config::redact_url(&store_url)
+        )
+    })?;
+    let released = store.release_all().await?;
+    if released > 0 {
+        tracing::info!(
+            deliveries = released,
+            "resuming deliveries left in flight by an earlier run"
+        );
+    }
+
+    let listen = runtime.config.config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen}; free the port or change server.listen")
+        })?;
+    let addr = listener.local_addr()?;
+
+    let metrics = Arc::new(Metrics::new());
+    let dispatcher = Arc::new(Dispatcher::new(store.clone(), metrics.clone()));
+    dispatcher.start(&runtime).await;
+    tracing::info!(
+        %addr,
+        routes = runtime.router.routes().len(),
+        destinations = runtime.config.destinations.len(),
+        config = %config_path.display(),
+        "pencil-bridge started"
+    );
+
+    let retention = runtime.config.config.store.retention;
+    let state = AppState {
+        runtime: Arc::new(ArcSwap::from_pointee(runtime)),
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+        metrics,
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(prune_periodically(store, retention, stop.clone()));
+
+    let router = app(state.clone());
+    let server_stop = stop.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await
+            .context("the HTTP server failed")?;
+        dispatcher.stop().await;
+        Ok(())
+    });
+    Ok(Running {
+        addr,
+        state,
+        config_path: config_path.to_owned(),
+        stop,
+        task,
+    })
+}
+
+impl Running {
+    /// Stops accepting, finishes requests in flight, gives in-flight
+    /// attempts their grace period and leaves the rest stored.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        let result = self.task.await.context("the server task panicked")?;
+        tracing::info!("pencil-bridge stopped");
+        result
+    }
+
+    /// Reloads config and templates. A config that fails the checks is
+    /// rejected and the running one stays.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        match Runtime::load(&self.config_path) {
+            Ok(runtime) => {
+                let old = self.state.runtime.load();
+                if runtime.config.config.server.listen != old.config.config.server.listen {
+                    tracing::warn!(
+                        "server.listen changed; the new address applies after a restart"
+                    );
+                }
+                self.state.dispatcher.restart(&runtime).await;
+                tracing::info!(
+                    routes = runtime.router.routes().len(),
+                    destinations = runtime.config.destinations.len(),
+                    "config reloaded"
+                );
+                self.state.runtime.store(Arc::new(runtime));
+                self.state.metrics.reloaded("success");
+                Ok(())
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "config reload rejected; the running config stays");
+                self.state.metrics.reloaded("failure");
+                Err(err.into())
+            }
+        }
+    }
+}
+
+async fn prune_periodically(store: Arc<dyn Store>, retention: Duration, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let before =
+            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        match store.prune(before).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "pruned delivered deliveries and old events"),
+            Err(err) => tracing::warn!(error = %err, "cannot prune the store"),
+        }
+    }
+}
+
+/// Runs until SIGTERM or SIGINT; SIGHUP reloads the config.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let running = start(config_path).await?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP received; reloading config");
+                // A rejected reload is logged inside; the server goes on.
+                let _ = running.reload().await;
+            }
+        }
+    }
+    tracing::info!("stopping: no new requests, finishing deliveries in flight");
+    running.shutdown().await
+}

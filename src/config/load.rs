@@ -1,0 +1,121 @@
+//! Loading: built-in defaults, then the TOML file, then `PENCIL_BRIDGE_…` variables.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+
+use super::Config;
+
+/// Prefix of the environment variables that override the file.
+const ENV_PREFIX: &str = "PENCIL_BRIDGE_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} not found; pass --config FILE or set PENCIL_BRIDGE_CONFIG")]
+    NotFound { path: PathBuf },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: {count} problem(s):\n  - {}", problems.join("\n  - "))]
+    Problems {
+        path: PathBuf,
+        count: usize,
+        problems: Vec<String>,
+    },
+}
+
+/// Reads and parses the configuration at `path`. Semantic checks happen in
+/// [`super::ValidConfig::new`].
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::NotFound {
+            path: path.to_owned(),
+        });
+    }
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"));
+    let mut config: Config = figment.extract().map_err(|err| ConfigError::Invalid {
+        path: path.to_owned(),
+        message: describe_figment_error(err),
+    })?;
+
+    // Templates live next to the config file unless the path is absolute.
+    if config.templates.dir.is_relative() {
+        if let Some(parent) = path.parent() {
+            config.templates.dir = parent.join(&config.templates.dir);
+        }
+    }
+    Ok(config)
+}
+
+/// Turns figment's errors into one line each that names the key path.
+fn describe_figment_error(err: figment::Error) -> String {
+    let lines: Vec<String> = err
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".");
+            let source = match &error.metadata {
+                Some(meta) if meta.name.contains("environment") => {
+                    " (from a PENCIL_BRIDGE_ environment variable)".to_owned()
+                }
+                _ => String::new(),
+            };
+            let hint = match &error.kind {
+                figment::error::Kind::UnknownField(..) => "; remove it or fix its spelling",
+                figment::error::Kind::MissingField(..) => "; add it",
+                _ => "",
+            };
+            if key.is_empty() {
+                format!("{}{source}{hint}", error.kind)
+            } else {
+                format!("key `{key}`: {}{source}{hint}", error.kind)
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        load(&path)
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let err = load_text("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("server.listen_port"), "{message}");
+        assert!(
+            message.contains("remove it or fix its spelling"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_names_the_value() {
+        let err = load_text("[delivery]\ntimeout = \"ten seconds\"\n").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("delivery.timeout"), "{message}");
+        assert!(message.contains("\"ten seconds\""), "{message}");
+    }
+
+    #[test]
+    fn defaults_fill_missing_sections() {
+        let config = load_text("").unwrap();
+        assert_eq!(config.server.max_body_bytes, 65_536);
+        assert_eq!(config.delivery.max_attempts, 12);
+    }
+
+    #[test]
+    fn missing_file_is_reported() {
+        let err = load(Path::new("/nonexistent/pencil.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/pencil.toml"));
+    }
+}

@@ -1,0 +1,487 @@
+//! Semantic checks of a parsed configuration and resolution of its secrets.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono_tz::Tz;
+
+use super::secret::{self, Secret};
+use super::{Config, DestinationConfig, DestinationKind};
+
+/// Problems found in a configuration, one plain sentence each.
+pub type Problems = Vec<String>;
+
+/// A Pencil secret and the environment it authenticates.
+#[derive(Debug, Clone)]
+pub struct EnvironmentSecret {
+    pub environment: String,
+    pub secret: Secret,
+}
+
+/// A destination with its secrets resolved.
+#[derive(Debug, Clone)]
+pub struct DestinationSettings {
+    pub name: String,
+    pub kind: DestinationKind,
+    pub url: Option<Secret>,
+    pub token: Option<Secret>,
+    pub config: DestinationConfig,
+}
+
+/// A configuration that passed every check, with secrets resolved.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    pub config: Config,
+    pub secrets: Vec<EnvironmentSecret>,
+    pub destinations: BTreeMap<String, DestinationSettings>,
+    pub timezone: Tz,
+}
+
+impl ValidConfig {
+    /// Checks everything that does not need the templates and resolves
+    /// secrets. Returns every problem found, not just the first.
+    pub fn new(config: Config) -> Result<Self, Problems> {
+        let mut problems = Problems::new();
+
+        let secrets = check_secrets(&config, &mut problems);
+        let destinations = check_destinations(&config, &mut problems);
+        check_routes(&config, &mut problems);
+        check_directory(&config, &mut problems);
+        check_delivery(&config, &mut problems);
+        check_store(&config, &mut problems);
+
+        let timezone = match config.templates.timezone.parse::<Tz>() {
+            Ok(zone) => zone,
+            Err(_) => {
+                problems.push(format!(
+                    "templates.timezone: unknown time zone {:?}; use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
+                    config.templates.timezone
+                ));
+                Tz::UTC
+            }
+        };
+
+        if problems.is_empty() {
+            Ok(Self {
+                config,
+                secrets,
+                destinations,
+                timezone,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+fn check_secrets(config: &Config, problems: &mut Problems) -> Vec<EnvironmentSecret> {
+    if config.secrets.is_empty() {
+        problems.push(
+            "no [[secrets]] entry: add one with `environment` and `value`, `value_env` or `value_file`, or every request is rejected"
+                .to_owned(),
+        );
+    }
+    let mut resolved: Vec<EnvironmentSecret> = Vec::new();
+    for (index, entry) in config.secrets.iter().enumerate() {
+        let key = format!("secrets[{index}].value");
+        if entry.environment.trim().is_empty() {
+            problems.push(format!(
+                "secrets[{index}].environment is empty; name it, e.g. \"production\""
+            ));
+        }
+        let secret = secret::resolve(
+            &key,
+            entry.value.as_deref(),
+            entry.value_env.as_deref(),
+            entry.value_file.as_deref(),
+        );
+        match secret {
+            Ok(Some(secret)) => {
+                if let Some(other) = resolved.iter().find(|known| known.secret == secret) {
+                    problems.push(format!(
+                        "secrets[{index}] ({}) has the same value as the secret of {}; give each environment its own secret",
+                        entry.environment, other.environment
+                    ));
+                }
+                resolved.push(EnvironmentSecret {
+                    environment: entry.environment.clone(),
+                    secret,
+                });
+            }
+            Ok(None) => problems.push(format!(
+                "secrets[{index}] ({}) has no value; set `value`, `value_env` or `value_file`",
+                entry.environment
+            )),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    resolved
+}
+
+fn check_destinations(
+    config: &Config,
+    problems: &mut Problems,
+) -> BTreeMap<String, DestinationSettings> {
+    let mut resolved = BTreeMap::new();
+    for (name, destination) in &config.destinations {
+        let prefix = format!("destinations.{name}");
+        let url = match secret::resolve(
+            &format!("{prefix}.url"),
+            destination.url.as_deref(),
+            destination.url_env.as_deref(),
+            destination.url_file.as_deref(),
+        ) {
+            Ok(url) => url,
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        };
+        let token = match secret::resolve(
+            &format!("{prefix}.token"),
+            destination.token.as_deref(),
+            destination.token_env.as_deref(),
+            destination.token_file.as_deref(),
+        ) {
+            Ok(token) => token,
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        };
+        check_destination_fields(&prefix, destination, url.as_ref(), token.as_ref(), problems);
+        resolved.insert(
+            name.clone(),
+            DestinationSettings {
+                name: name.clone(),
+                kind: destination.kind,
+                url,
+                token,
+                config: destination.clone(),
+            },
+        );
+    }
+    resolved
+}
+
+fn check_destination_fields(
+    prefix: &str,
+    destination: &DestinationConfig,
+    url: Option<&Secret>,
+    token: Option<&Secret>,
+    problems: &mut Problems,
+) {
+    let kind = destination.kind;
+    let needs_url = kind != DestinationKind::Log;
+    match (needs_url, url) {
+        (true, None) => problems.push(format!(
+            "{prefix}: a {kind} destination needs `url`, `url_env` or `url_file`"
+        )),
+        (true, Some(url)) => {
+            let parsed = reqwest::Url::parse(url.expose());
+            let scheme_ok = matches!(&parsed, Ok(url) if matches!(url.scheme(), "http" | "https"));
+            if !scheme_ok {
+                problems.push(format!(
+                    "{prefix}.url is not an http(s) URL; give the full webhook URL starting with https://"
+                ));
+            }
+        }
+        (false, Some(_)) => problems.push(format!(
+            "{prefix}.url: a log destination sends nothing over HTTP; remove the URL"
+        )),
+        (false, None) => {}
+    }
+
+    let only_for = |field: &str, set: bool, allowed: DestinationKind, problems: &mut Problems| {
+        if set && kind != allowed {
+            problems.push(format!(
+                "{prefix}.{field} applies only to {allowed} destinations; remove it"
+            ));
+        }
+    };
+    only_for("token", token.is_some(), DestinationKind::Email, problems);
+    only_for(
+        "from",
+        destination.from.is_some(),
+        DestinationKind::Email,
+        problems,
+    );
+    only_for(
+        "to",
+        destination.to.is_some(),
+        DestinationKind::Email,
+        problems,
+    );
+    only_for(
+        "subject",
+        destination.subject.is_some(),
+        DestinationKind::Email,
+        problems,
+    );
+    only_for(
+        "username",
+        destination.username.is_some(),
+        DestinationKind::Discord,
+        problems,
+    );
+    only_for(
+        "avatar_url",
+        destination.avatar_url.is_some(),
+        DestinationKind::Discord,
+        problems,
+    );
+
+    if kind == DestinationKind::Email {
+        if destination
+            .from
+            .as_deref()
+            .is_none_or(|from| !from.contains('@'))
+        {
+            problems.push(format!(
+                "{prefix}.from is missing or has no address; set it like \"Pencil Bridge <noreply@example.org>\""
+            ));
+        }
+        if destination.to.as_ref().is_none_or(|to| to.is_empty()) {
+            problems.push(format!(
+                "{prefix}.to is missing; list at least one recipient address or template"
+            ));
+        }
+        if destination
+            .subject
+            .as_deref()
+            .is_none_or(|subject| subject.trim().is_empty())
+        {
+            problems.push(format!(
+                "{prefix}.subject is missing; set a subject template"
+            ));
+        }
+    }
+    if let Some(username) = &destination.username {
+        if let Some(reason) = discord_username_problem(username) {
+            problems.push(format!("{prefix}.username {username:?} {reason}"));
+        }
+    }
+    if let Some(avatar) = &destination.avatar_url {
+        if avatar.chars().count() > 2048 || !avatar.starts_with("http") {
+            problems.push(format!(
+                "{prefix}.avatar_url must be an http(s) URL of at most 2,048 characters"
+            ));
+        }
+    }
+    if let Some(rate) = destination.rate_per_second {
+        if !(rate.is_finite() && rate > 0.0) {
+            problems.push(format!(
+                "{prefix}.rate_per_second is {rate}; use a positive number such as 1.0"
+            ));
+        }
+    }
+    if destination.burst == Some(0) {
+        problems.push(format!("{prefix}.burst is 0; use 1 or more"));
+    }
+    if destination.concurrency == Some(0) {
+        problems.push(format!("{prefix}.concurrency is 0; use 1 or more"));
+    }
+}
+
+/// Discord rejects webhook usernames that break these rules with error 50035.
+fn discord_username_problem(username: &str) -> Option<&'static str> {
+    let length = username.chars().count();
+    let lower = username.to_lowercase();
+    if !(1..=80).contains(&length) {
+        return Some("must be 1 to 80 characters long");
+    }
+    if lower.contains("clyde") || lower.contains("discord") {
+        return Some("must not contain \"clyde\" or \"discord\"");
+    }
+    if ["@", "#", ":", "```"]
+        .iter()
+        .any(|bad| username.contains(bad))
+    {
+        return Some("must not contain @, #, : or ```");
+    }
+    if lower == "everyone" || lower == "here" {
+        return Some("must not be \"everyone\" or \"here\"");
+    }
+    None
+}
+
+fn check_routes(config: &Config, problems: &mut Problems) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (index, route) in config.routes.iter().enumerate() {
+        let label = format!("routes[{index}] ({})", route.name);
+        if route.name.trim().is_empty() {
+            problems.push(format!(
+                "routes[{index}].name is empty; give the route a name"
+            ));
+        } else if let Some(first) = seen.insert(&route.name, index) {
+            problems.push(format!(
+                "{label}: the name is already used by routes[{first}]; route names must be unique"
+            ));
+        }
+        if route.template.trim().is_empty() {
+            problems.push(format!("{label}.template is empty; name a template file"));
+        }
+        if route.to.is_empty() {
+            problems.push(format!(
+                "{label}.to is empty; list at least one destination"
+            ));
+        }
+        for destination in &route.to {
+            if !config.destinations.contains_key(destination) {
+                problems.push(format!(
+                    "{label}.to names unknown destination {destination:?}; define [destinations.{destination}] or fix the name"
+                ));
+            }
+        }
+        for (field, table) in [("when", &route.when), ("unless", &route.unless)] {
+            for (key, value) in table {
+                if value.patterns().is_empty() {
+                    problems.push(format!(
+                        "{label}.{field}.{key} is an empty list, which never matches; list at least one value"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn check_directory(config: &Config, problems: &mut Problems) {
+    for (space_id, space) in &config.spaces {
+        if let Some(tutor) = &space.tutor {
+            if !config.people.contains_key(tutor) {
+                problems.push(format!(
+                    "spaces.{space_id}.tutor names {tutor:?}, which is not in [people]; add [people.{tutor}]"
+                ));
+            }
+        }
+    }
+    for (user_id, person) in &config.people {
+        if let Some(discord) = &person.discord {
+            if discord.is_empty() || !discord.bytes().all(|byte| byte.is_ascii_digit()) {
+                problems.push(format!(
+                    "people.{user_id}.discord {discord:?} is not a Discord user id; use the digits only"
+                ));
+            }
+        }
+        if let Some(slack) = &person.slack {
+            if slack.is_empty() || !slack.bytes().all(|byte| byte.is_ascii_alphanumeric()) {
+                problems.push(format!(
+                    "people.{user_id}.slack {slack:?} is not a Slack member id; use the id like U024BE7LH"
+                ));
+            }
+        }
+    }
+}
+
+fn check_delivery(config: &Config, problems: &mut Problems) {
+    let delivery = &config.delivery;
+    if delivery.max_attempts == 0 {
+        problems.push("delivery.max_attempts is 0; use 1 or more".to_owned());
+    }
+    if delivery.timeout.is_zero() {
+        problems.push("delivery.timeout is 0; use a duration such as \"10s\"".to_owned());
+    }
+    if delivery.initial_backoff.is_zero() || delivery.initial_backoff > delivery.max_backoff {
+        problems.push(
+            "delivery.initial_backoff must be above 0 and at most delivery.max_backoff".to_owned(),
+        );
+    }
+    if config.server.max_body_bytes == 0 {
+        problems.push("server.max_body_bytes is 0; use a size such as 65536".to_owned());
+    }
+}
+
+fn check_store(config: &Config, problems: &mut Problems) {
+    let url = &config.store.url;
+    if !url.starts_with("sqlite:") {
+        problems.push(format!(
+            "store.url {:?} is not supported; use \"sqlite://FILE\"",
+            crate::config::redact_url(url)
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems_of(text: &str) -> Problems {
+        let config: Config = toml_config(text);
+        ValidConfig::new(config).err().unwrap_or_default()
+    }
+
+    fn toml_config(text: &str) -> Config {
+        use figment::providers::{Format, Toml};
+        figment::Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .unwrap()
+    }
+
+    const BASE: &str = "[[secrets]]\nenvironment = \"production\"\nvalue = \"a\"\n";
+
+    #[test]
+    fn duplicate_secret_values_are_rejected() {
+        let text = format!("{BASE}[[secrets]]\nenvironment = \"staging\"\nvalue = \"a\"\n");
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("same value"), "{problems:?}");
+        assert!(
+            !problems[0].contains("\"a\""),
+            "secret leaked: {problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_destination_in_route_is_named() {
+        let text =
+            format!("{BASE}[[routes]]\nname = \"r\"\ntemplate = \"generic\"\nto = [\"nowhere\"]\n");
+        let problems = problems_of(&text);
+        assert!(
+            problems.iter().any(|p| p.contains("\"nowhere\"")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn non_http_url_is_rejected_without_echo() {
+        let text =
+            format!("{BASE}[destinations.d]\nkind = \"slack\"\nurl = \"ftp://x/secretpath\"\n");
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("not an http(s) URL"));
+        assert!(!problems[0].contains("secretpath"));
+    }
+
+    #[test]
+    fn discord_username_rules_apply() {
+        let text = format!(
+            "{BASE}[destinations.d]\nkind = \"discord\"\nurl = \"https://x/y\"\nusername = \"Discord Bot\"\n"
+        );
+        let problems = problems_of(&text);
+        assert!(problems.iter().any(|p| p.contains("clyde")), "{problems:?}");
+    }
+
+    #[test]
+    fn email_needs_from_to_subject() {
+        let text = format!("{BASE}[destinations.m]\nkind = \"email\"\nurl = \"https://x/send\"\n");
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn missing_env_secret_names_variable() {
+        let text = "[[secrets]]\nenvironment = \"p\"\nvalue_env = \"PENCIL_TEST_SURELY_UNSET\"\n";
+        let problems = problems_of(text);
+        assert!(
+            problems[0].contains("PENCIL_TEST_SURELY_UNSET is not set"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_timezone_is_named() {
+        let text = format!("{BASE}[templates]\ntimezone = \"Mars/Olympus\"\n");
+        let problems = problems_of(&text);
+        assert!(problems[0].contains("Mars/Olympus"), "{problems:?}");
+    }
+}

@@ -1,0 +1,282 @@
+//! Destinations: the request body each kind gets, sending it, and reading
+//! the platform's answer.
+
+mod discord;
+mod email;
+mod log;
+mod slack;
+mod webhook;
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use serde_json::Value;
+
+use crate::config::{DestinationKind, DestinationSettings};
+use crate::templates::Rendered;
+
+/// `User-Agent` of every outgoing request.
+pub const USER_AGENT: &str = concat!("pencil-bridge/", env!("CARGO_PKG_VERSION"));
+
+/// Longest platform error text kept with an attempt.
+const MAX_ERROR_CHARS: usize = 500;
+
+/// What the templates produced for one delivery, before it becomes a body.
+#[derive(Debug, Clone)]
+pub struct RenderedMessage {
+    /// The message text, or the whole JSON body when `is_json` is set.
+    pub main: Rendered,
+    pub is_json: bool,
+    /// Email only: the HTML body, the subject and the recipients.
+    pub html: Option<String>,
+    pub subject: Option<String>,
+    pub to: Vec<String>,
+}
+
+/// Builds the exact request body (or log line) for a destination. Errors
+/// are plain sentences stored as the reason of a failed delivery.
+pub fn build_body(
+    settings: &DestinationSettings,
+    message: RenderedMessage,
+) -> Result<String, String> {
+    let body = match settings.kind {
+        DestinationKind::Slack => slack::body(message)?,
+        DestinationKind::Discord => discord::body(&settings.config, message)?,
+        DestinationKind::Email => email::body(&settings.config, message)?,
+        DestinationKind::Webhook => webhook::body(message)?,
+        DestinationKind::Log => return log::line(message),
+    };
+    Ok(serde_json::to_string(&body).expect("a JSON value always serializes"))
+}
+
+/// Parses a `.json.hbs` render, which must be a JSON object.
+fn parse_object(text: &str) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("the JSON template must render a JSON object".to_owned()),
+        Err(err) => Err(format!("the JSON template rendered invalid JSON: {err}")),
+    }
+}
+
+/// Text that is empty once whitespace is removed is not sent.
+fn require_text(text: &str) -> Result<&str, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        Err("the template rendered an empty message".to_owned())
+    } else {
+        Ok(trimmed)
+    }
+}
+
+/// How one attempt ended, as the retry logic needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// `2xx`: the platform has the message.
+    Delivered { status: u16 },
+    /// A temporary failure: retry with backoff, or after `after` when the
+    /// platform said so.
+    Retry {
+        status: Option<u16>,
+        error: String,
+        after: Option<Duration>,
+    },
+    /// `429`: wait `after`; with `global`, every destination of the kind waits.
+    RateLimited {
+        error: String,
+        after: Duration,
+        global: bool,
+    },
+    /// A failure that repeating cannot fix: the delivery is dead.
+    Permanent { status: u16, error: String },
+    /// The webhook no longer exists: the destination stops sending until
+    /// its config is fixed and reloaded.
+    Gone { status: u16, error: String },
+}
+
+/// An attempt's outcome plus what it tells about the destination's limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub outcome: Outcome,
+    /// Discord: no request may go out for this long (remaining budget 0).
+    pub pause: Option<Duration>,
+    pub duration: Duration,
+}
+
+/// One delivery to send.
+pub struct Request<'a> {
+    pub event_id: &'a str,
+    pub idempotency_key: &'a str,
+    pub body: &'a str,
+}
+
+/// Builds the shared HTTP client: one `User-Agent`, no redirects (a
+/// redirected webhook would carry its credential elsewhere) and `timeout`
+/// per request.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("the TLS backend is built in")
+}
+
+/// Sends one delivery and classifies the answer.
+pub async fn send(
+    client: &reqwest::Client,
+    settings: &DestinationSettings,
+    request: Request<'_>,
+) -> Answer {
+    let started = Instant::now();
+    if settings.kind == DestinationKind::Log {
+        log::print(request.body);
+        return Answer {
+            outcome: Outcome::Delivered { status: 200 },
+            pause: None,
+            duration: started.elapsed(),
+        };
+    }
+    let url = settings
+        .url
+        .as_ref()
+        .expect("validation requires a URL for HTTP kinds");
+    let mut url = match reqwest::Url::parse(url.expose()) {
+        Ok(url) => url,
+        Err(_) => {
+            return Answer {
+                outcome: Outcome::Permanent {
+                    status: 0,
+                    error: "the destination URL is invalid".to_owned(),
+                },
+                pause: None,
+                duration: started.elapsed(),
+            }
+        }
+    };
+    if settings.kind == DestinationKind::Discord {
+        discord::add_wait(&mut url);
+    }
+
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(key) = HeaderValue::from_str(request.idempotency_key) {
+        headers.insert("Idempotency-Key", key);
+    }
+    if let Ok(id) = HeaderValue::from_str(request.event_id) {
+        headers.insert("X-Event-Id", id);
+    }
+    if let Some(token) = &settings.token {
+        if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+    }
+
+    let result = client
+        .post(url)
+        .headers(headers)
+        .body(request.body.to_owned())
+        .send()
+        .await;
+    let response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            return Answer {
+                outcome: transport_failure(err),
+                pause: None,
+                duration: started.elapsed(),
+            }
+        }
+    };
+    let status = response.status().as_u16();
+    let response_headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let duration = started.elapsed();
+    let (outcome, pause) = match settings.kind {
+        DestinationKind::Slack => (slack::classify(status, &response_headers, &text), None),
+        DestinationKind::Discord => discord::classify(status, &response_headers, &text),
+        DestinationKind::Email => (email::classify(status, &response_headers, &text), None),
+        DestinationKind::Webhook | DestinationKind::Log => {
+            (webhook::classify(status, &response_headers, &text), None)
+        }
+    };
+    Answer {
+        outcome,
+        pause,
+        duration,
+    }
+}
+
+/// Timeouts and connection errors are worth retrying. The URL is removed
+/// from the error because it carries the webhook's credential.
+fn transport_failure(err: reqwest::Error) -> Outcome {
+    let error = if err.is_timeout() {
+        "the request timed out".to_owned()
+    } else if err.is_connect() {
+        format!("connection failed: {}", error_chain(&err.without_url()))
+    } else {
+        format!("request failed: {}", error_chain(&err.without_url()))
+    };
+    Outcome::Retry {
+        status: None,
+        error,
+        after: None,
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The platform's error text, shortened for storage.
+fn error_text(status: u16, body: &str) -> String {
+    let body = body.trim();
+    if body.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!(
+            "HTTP {status}: {}",
+            crate::text::truncate(body, MAX_ERROR_CHARS)
+        )
+    }
+}
+
+/// Reads a `Retry-After` header given in seconds (fractions allowed).
+fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    seconds(value.trim().parse::<f64>().ok()?)
+}
+
+fn seconds(value: f64) -> Option<Duration> {
+    (value.is_finite() && value >= 0.0).then(|| Duration::from_secs_f64(value.min(86_400.0)))
+}
+
+/// Classification shared by the email relay and generic webhooks: `2xx`
+/// delivered, `429`/`503` wait for `Retry-After`, other `5xx` retry, other
+/// `4xx` permanent.
+fn classify_by_status(status: u16, headers: &HeaderMap, body: &str) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered { status },
+        429 => Outcome::RateLimited {
+            error: error_text(status, body),
+            after: retry_after_header(headers).unwrap_or(Duration::from_secs(1)),
+            global: false,
+        },
+        500..=599 => Outcome::Retry {
+            status: Some(status),
+            error: error_text(status, body),
+            after: retry_after_header(headers),
+        },
+        _ => Outcome::Permanent {
+            status,
+            error: error_text(status, body),
+        },
+    }
+}

@@ -1,0 +1,239 @@
+//! The loaded configuration: validated settings, compiled templates and
+//! routes. It turns an event into the deliveries to store.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::config::{self, ConfigError, DestinationKind, DestinationSettings, ValidConfig};
+use crate::context::{delivery_context, event_context, Directory};
+use crate::destinations::{self, RenderedMessage};
+use crate::event::Event;
+use crate::routing::{Route, Router};
+use crate::samples::SAMPLES;
+use crate::templates::Templates;
+
+/// Everything that a config reload replaces at once.
+pub struct Runtime {
+    pub path: PathBuf,
+    pub config: ValidConfig,
+    pub templates: Templates,
+    pub router: Router,
+    pub directory: Directory,
+}
+
+/// One delivery an event produces: the body to send, or why there is none.
+#[derive(Debug, Clone)]
+pub struct PlannedDelivery {
+    pub route: String,
+    pub destination: String,
+    pub kind: DestinationKind,
+    pub body: Result<String, String>,
+}
+
+impl Runtime {
+    /// Loads, validates and compiles the config at `path`. Every problem is
+    /// reported, not only the first.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let raw = config::load(path)?;
+        let templates_dir = raw.templates.dir.clone();
+        let problems_error = |problems: Vec<String>| ConfigError::Problems {
+            path: path.to_owned(),
+            count: problems.len(),
+            problems,
+        };
+        let valid = ValidConfig::new(raw).map_err(problems_error)?;
+
+        let mut problems = Vec::new();
+        let mut templates = match Templates::load(&templates_dir, valid.timezone) {
+            Ok(templates) => templates,
+            Err(found) => {
+                problems.extend(found);
+                Templates::empty(valid.timezone)
+            }
+        };
+        for (name, destination) in &valid.destinations {
+            compile_email_fields(&mut templates, name, destination, &mut problems);
+        }
+        for (index, route) in valid.config.routes.iter().enumerate() {
+            if route.template.contains(['.', '/', '\\']) {
+                problems.push(format!(
+                    "routes[{index}] ({}).template {:?}: give the name without extension or folder, e.g. \"recording_available\"",
+                    route.name, route.template
+                ));
+                continue;
+            }
+            for destination in &route.to {
+                let Some(settings) = valid.destinations.get(destination) else {
+                    continue;
+                };
+                if templates.resolve(&route.template, settings.kind).is_none() {
+                    problems.push(format!(
+                        "routes[{index}] ({}): no template {t}.{k}.json.hbs, {t}.{k}.hbs, {t}.json.hbs or {t}.hbs in {dir} for destination {destination:?}; add one of them",
+                        route.name,
+                        t = route.template,
+                        k = settings.kind,
+                        dir = templates_dir.display(),
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems_error(problems));
+        }
+
+        let directory = Directory {
+            people: valid.config.people.clone(),
+            spaces: valid.config.spaces.clone(),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            router: Router::new(&valid.config.routes),
+            config: valid,
+            templates,
+            directory,
+        })
+    }
+
+    /// Matches the routes of an event and renders one body per
+    /// (route, destination).
+    pub fn plan(
+        &self,
+        event: &Event,
+        environment: &str,
+        received_at: DateTime<Utc>,
+    ) -> Vec<PlannedDelivery> {
+        let context = event_context(event, environment, received_at, &self.directory);
+        let routes = self.router.matching(&event.event_type, &context);
+        routes
+            .into_iter()
+            .flat_map(|route| self.plan_route(route, &context))
+            .collect()
+    }
+
+    fn plan_route(&self, route: &Route, context: &Map<String, Value>) -> Vec<PlannedDelivery> {
+        route
+            .to
+            .iter()
+            .filter_map(|name| self.config.destinations.get(name))
+            .map(|settings| PlannedDelivery {
+                route: route.name.clone(),
+                destination: settings.name.clone(),
+                kind: settings.kind,
+                body: self.render(route, settings, context),
+            })
+            .collect()
+    }
+
+    /// Renders the body of one delivery.
+    pub fn render(
+        &self,
+        route: &Route,
+        settings: &DestinationSettings,
+        event_context: &Map<String, Value>,
+    ) -> Result<String, String> {
+        let context = delivery_context(event_context, &route.name, &settings.name, settings.kind);
+        let resolved = self
+            .templates
+            .resolve(&route.template, settings.kind)
+            .ok_or_else(|| {
+                format!(
+                    "template {:?} was not found for {}",
+                    route.template, settings.kind
+                )
+            })?;
+        let main = self.templates.render(&resolved, &context)?;
+        let mut message = RenderedMessage {
+            main,
+            is_json: resolved.is_json(),
+            html: None,
+            subject: None,
+            to: Vec::new(),
+        };
+        if settings.kind == DestinationKind::Email {
+            if let Some(html) = self.templates.resolve_email_html(&route.template) {
+                message.html = Some(self.templates.render(&html, &context)?.text);
+            }
+            let field = |name: String| self.templates.resolve(&name, DestinationKind::Email);
+            if let Some(subject) = field(email_field(&settings.name, "subject")) {
+                message.subject = Some(self.templates.render(&subject, &context)?.text);
+            }
+            let count = settings.config.to.as_ref().map_or(0, Vec::len);
+            for index in 0..count {
+                if let Some(to) = field(email_field(&settings.name, &format!("to.{index}"))) {
+                    message.to.push(self.templates.render(&to, &context)?.text);
+                }
+            }
+        }
+        destinations::build_body(settings, message)
+            .map_err(|reason| format!("{} (template {})", reason, resolved.name))
+    }
+
+    /// Renders every route's templates against every sample event, for
+    /// `check`. Rendering errors always count; an empty message counts only
+    /// when the route matches the sample.
+    pub fn check_samples(&self) -> Vec<String> {
+        let environment = self
+            .config
+            .secrets
+            .first()
+            .map_or("production", |s| s.environment.as_str());
+        let mut problems = Vec::new();
+        for (file, body) in SAMPLES {
+            let event = Event::parse(body.as_bytes()).expect("built-in samples are valid events");
+            let context = event_context(&event, environment, Utc::now(), &self.directory);
+            let matched: Vec<&str> = self
+                .router
+                .matching(&event.event_type, &context)
+                .iter()
+                .map(|route| route.name.as_str())
+                .collect();
+            for route in self.router.routes() {
+                for planned in self.plan_route(route, &context) {
+                    let Err(reason) = planned.body else {
+                        continue;
+                    };
+                    let empty = reason.contains("empty") || reason.contains("rendered no");
+                    if !empty || matched.contains(&route.name.as_str()) {
+                        problems.push(format!(
+                            "route {:?} to {:?} with sample {file}: {reason}",
+                            route.name, planned.destination
+                        ));
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Name under which an email destination's subject or recipient template
+/// is compiled; `/` cannot occur in a file's template name.
+fn email_field(destination: &str, field: &str) -> String {
+    format!("destinations/{destination}/{field}")
+}
+
+fn compile_email_fields(
+    templates: &mut Templates,
+    name: &str,
+    destination: &DestinationSettings,
+    problems: &mut Vec<String>,
+) {
+    if destination.kind != DestinationKind::Email {
+        return;
+    }
+    let config = &destination.config;
+    let mut fields: Vec<(String, &str)> = Vec::new();
+    if let Some(subject) = &config.subject {
+        fields.push(("subject".to_owned(), subject));
+    }
+    for (index, to) in config.to.iter().flatten().enumerate() {
+        fields.push((format!("to.{index}"), to));
+    }
+    for (field, source) in fields {
+        if let Err(problem) = templates.add(&email_field(name, &field), source) {
+            problems.push(format!("destinations.{name}.{field}: {problem}"));
+        }
+    }
+}

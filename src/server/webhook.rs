@@ -1,0 +1,118 @@
+//! `POST /webhooks/pencil`: authenticate, parse, route, render, store.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde_json::json;
+
+use super::error::IngestError;
+use super::AppState;
+use crate::auth::authenticate;
+use crate::event::Event;
+use crate::store::{Inserted, NewDelivery, NewEvent};
+
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let runtime = state.runtime.load_full();
+    let result = ingest(&state, &runtime, &headers, body).await;
+    if let Err(err) = &result {
+        let result = match err {
+            IngestError::Store(_) => "error",
+            _ => "rejected",
+        };
+        state.metrics.event_received("", "", result);
+        tracing::info!(error = %err, "webhook rejected");
+    }
+    match result {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn ingest(
+    state: &AppState,
+    runtime: &crate::runtime::Runtime,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, IngestError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let environment = authenticate(authorization, &runtime.config.secrets)
+        .ok_or(IngestError::Unauthorized)?
+        .to_owned();
+
+    let limit = runtime.config.config.server.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(IngestError::TooLarge { limit });
+    }
+    let bytes = to_bytes(body, limit).await.map_err(|err| {
+        let too_large = std::error::Error::source(&err)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            IngestError::TooLarge { limit }
+        } else {
+            IngestError::BadBody
+        }
+    })?;
+
+    let event = Event::parse(&bytes)?;
+    let received_at = Utc::now();
+    let planned = runtime.plan(&event, &environment, received_at);
+    let destinations: Vec<String> = planned
+        .iter()
+        .map(|delivery| delivery.destination.clone())
+        .collect();
+    let new_event = NewEvent {
+        id: event.id.clone(),
+        kind: event.kind.clone(),
+        event_type: event.event_type.clone(),
+        environment: environment.clone(),
+        body: event.to_json(),
+        received_at,
+        deliveries: planned
+            .into_iter()
+            .map(|delivery| NewDelivery {
+                route: delivery.route,
+                destination: delivery.destination,
+                body: delivery.body,
+            })
+            .collect(),
+    };
+    for delivery in &new_event.deliveries {
+        if let Err(reason) = &delivery.body {
+            tracing::error!(event_id = %event.id, route = %delivery.route, destination = %delivery.destination, %reason, "message not rendered; delivery stored as dead");
+        }
+    }
+
+    let inserted = state.store.insert_event(new_event).await?;
+    let response = match inserted {
+        Inserted::Accepted { deliveries } => {
+            state
+                .metrics
+                .event_received(&event.kind, &event.event_type, "accepted");
+            tracing::info!(event_id = %event.id, %environment, r#type = %event.kind, event_type = %event.event_type, deliveries, "event accepted");
+            for destination in &destinations {
+                state.dispatcher.wake(destination).await;
+            }
+            let body =
+                json!({ "status": "accepted", "event_id": event.id, "deliveries": deliveries });
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        Inserted::Duplicate => {
+            state
+                .metrics
+                .event_received(&event.kind, &event.event_type, "duplicate");
+            tracing::info!(event_id = %event.id, "duplicate event ignored");
+            let body = json!({ "status": "duplicate", "event_id": event.id });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+    };
+    Ok(response)
+}

@@ -1,0 +1,23 @@
+//! Log output: text or JSON lines on standard error, filtered by `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides the `info` default.
+/// Standard output stays free for the `log` destination and command output.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests) finds a subscriber in place; that is fine.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
