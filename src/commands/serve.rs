@@ -34,6 +34,9 @@ pub struct Running {
 /// binds unless the whole config is valid.
 pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
     let runtime = Runtime::load(config_path)?;
+    for problem in runtime.check_samples() {
+        tracing::warn!(%problem, "a route does not render a sample event cleanly");
+    }
     let store_url = runtime.config.config.store.url.clone();
     let store = store::open(&store_url).await.with_context(|| {
         format!(
@@ -110,7 +113,21 @@ impl Running {
     /// Reloads config and templates. A config that fails the checks is
     /// rejected and the running one stays.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        match Runtime::load(&self.config_path) {
+        let loaded = Runtime::load(&self.config_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| {
+                let problems = runtime.check_samples();
+                if problems.is_empty() {
+                    Ok(runtime)
+                } else {
+                    Err(anyhow::anyhow!(
+                        "{} problem(s):\n  - {}",
+                        problems.len(),
+                        problems.join("\n  - ")
+                    ))
+                }
+            });
+        match loaded {
             Ok(runtime) => {
                 let old = self.state.runtime.load();
                 if runtime.config.config.server.listen != old.config.config.server.listen {
@@ -131,7 +148,7 @@ impl Running {
             Err(err) => {
                 tracing::error!(error = %err, "config reload rejected; the running config stays");
                 self.state.metrics.reloaded("failure");
-                Err(err.into())
+                Err(err)
             }
         }
     }
