@@ -8,6 +8,9 @@ pub enum Output {
     SlackText,
     /// A whole JSON body: data is escaped as JSON string content.
     Json,
+    /// A whole Slack JSON body (Block Kit): data is escaped for Slack, then
+    /// as JSON string content, so `<!channel>` in data stays harmless.
+    SlackJson,
     /// An email HTML body: data is HTML-escaped.
     Html,
     /// Discord, email text and log lines: data is inserted as is.
@@ -15,12 +18,24 @@ pub enum Output {
 }
 
 impl Output {
-    pub const ALL: [Output; 4] = [Output::SlackText, Output::Json, Output::Html, Output::Raw];
+    pub const ALL: [Output; 5] = [
+        Output::SlackText,
+        Output::Json,
+        Output::SlackJson,
+        Output::Html,
+        Output::Raw,
+    ];
+
+    /// True for outputs that render a whole JSON body.
+    pub fn is_json(self) -> bool {
+        matches!(self, Output::Json | Output::SlackJson)
+    }
 
     pub(super) fn escape_fn(self) -> fn(&str) -> String {
         match self {
             Output::SlackText => escape_slack,
             Output::Json => escape_json_string,
+            Output::SlackJson => escape_slack_json_string,
             Output::Html => handlebars::html_escape,
             Output::Raw => handlebars::no_escape,
         }
@@ -41,6 +56,11 @@ pub fn escape_slack(text: &str) -> String {
     escaped
 }
 
+/// Escapes text for Slack, then for the inside of a JSON string literal.
+pub fn escape_slack_json_string(text: &str) -> String {
+    escape_json_string(&escape_slack(text))
+}
+
 /// Escapes text for the inside of a JSON string literal.
 pub fn escape_json_string(text: &str) -> String {
     let quoted = serde_json::to_string(text).expect("a string always serializes");
@@ -57,6 +77,13 @@ mod tests {
             escape_slack("<!channel> & it's a=b \"q\""),
             "&lt;!channel&gt; &amp; it's a=b \"q\""
         );
+    }
+
+    #[test]
+    fn slack_json_escape_keeps_string_valid_and_harmless() {
+        let json = format!("\"{}\"", escape_slack_json_string("<!channel> \"q\""));
+        let parsed: String = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, "&lt;!channel&gt; \"q\"");
     }
 
     #[test]

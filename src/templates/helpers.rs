@@ -53,12 +53,7 @@ pub(super) fn register(registry: &mut Handlebars<'static>, output: Output, timez
             Ok(text_of(param(params, 0)).to_uppercase().into())
         }),
     );
-    registry.register_helper(
-        "json",
-        Box::new(JsonHelper {
-            raw: output == Output::Json,
-        }),
-    );
+    registry.register_helper("json", Box::new(JsonHelper { output }));
     registry.register_helper("mention", Box::new(MentionHelper));
 }
 
@@ -173,10 +168,24 @@ fn default(params: &[&Value]) -> Result<Value, String> {
 }
 
 /// `{{json x}}` writes `x` as JSON. In a `.json.hbs` template the JSON is
-/// inserted as is; elsewhere it is escaped like any other data, so it cannot
-/// smuggle Slack control syntax.
+/// inserted as is, with Slack control syntax escaped inside its strings for
+/// Slack. Elsewhere it is escaped like any other data.
 struct JsonHelper {
-    raw: bool,
+    output: Output,
+}
+
+/// Applies Slack escaping to every string inside a JSON value.
+fn escape_slack_strings(value: &Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(super::escape_slack(text)),
+        Value::Array(items) => Value::Array(items.iter().map(escape_slack_strings).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| (super::escape_slack(key), escape_slack_strings(item)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 impl HelperDef for JsonHelper {
@@ -192,8 +201,12 @@ impl HelperDef for JsonHelper {
             .param(0)
             .map(|param| param.value())
             .unwrap_or(&Value::Null);
-        let json = serde_json::to_string(value).map_err(RenderErrorReason::SerdeError)?;
-        if self.raw {
+        let json = match self.output {
+            Output::SlackJson => serde_json::to_string(&escape_slack_strings(value)),
+            _ => serde_json::to_string(value),
+        }
+        .map_err(RenderErrorReason::SerdeError)?;
+        if self.output.is_json() {
             out.write(&json)?;
         } else {
             out.write(&registry.get_escape_fn()(&json))?;

@@ -30,7 +30,7 @@ pub struct Resolved {
 impl Resolved {
     /// True when the file renders the whole JSON request body.
     pub fn is_json(&self) -> bool {
-        self.output == Output::Json
+        self.output.is_json()
     }
 }
 
@@ -44,7 +44,7 @@ pub struct Rendered {
 
 /// Every template of `templates.dir`, compiled once per output kind.
 pub struct Templates {
-    registries: [Handlebars<'static>; 4],
+    registries: [Handlebars<'static>; Output::ALL.len()],
     names: BTreeSet<String>,
 }
 
@@ -92,7 +92,7 @@ impl Templates {
         }
     }
 
-    /// A set with no files, for templates that come from the config only.
+    /// Creates a set with no files, for templates that come from the config only.
     pub fn empty(timezone: Tz) -> Self {
         let registries = Output::ALL.map(|output| {
             let mut registry = Handlebars::new();
@@ -106,14 +106,14 @@ impl Templates {
         }
     }
 
-    /// Compiles one template. Names starting with `_` are partials and are
-    /// available to every output; `.json` names compile for JSON output,
-    /// `.html` names for HTML, the rest for Slack text and raw text.
+    /// Compiles one template. Names starting with `_` are partials, which
+    /// every output can include. Names ending in `.json` compile for JSON
+    /// output and `.html` for HTML. The rest compile for Slack and raw text.
     pub fn add(&mut self, name: &str, source: &str) -> Result<(), String> {
         let outputs: &[Output] = if name.starts_with('_') {
             &Output::ALL
         } else if name.ends_with(".json") {
-            &[Output::Json]
+            &[Output::Json, Output::SlackJson]
         } else if name.ends_with(".html") {
             &[Output::Html]
         } else {
@@ -136,14 +136,14 @@ impl Templates {
     /// `T.K.json`, `T.K`, `T.json`, `T`, in that order.
     pub fn resolve(&self, template: &str, kind: DestinationKind) -> Option<Resolved> {
         let kind_name = kind.as_str();
-        let text_output = match kind {
-            DestinationKind::Slack => Output::SlackText,
-            _ => Output::Raw,
+        let (text_output, json_output) = match kind {
+            DestinationKind::Slack => (Output::SlackText, Output::SlackJson),
+            _ => (Output::Raw, Output::Json),
         };
         let candidates = [
-            (format!("{template}.{kind_name}.json"), Output::Json),
+            (format!("{template}.{kind_name}.json"), json_output),
             (format!("{template}.{kind_name}"), text_output),
-            (format!("{template}.json"), Output::Json),
+            (format!("{template}.json"), json_output),
             (template.to_owned(), text_output),
         ];
         candidates
@@ -322,8 +322,12 @@ mod tests {
             "\"&lt;!here&gt;\""
         );
         assert_eq!(
-            render(&set, "u", DestinationKind::Slack, &context),
+            render(&set, "u", DestinationKind::Webhook, &context),
             "\"<!here>\""
+        );
+        assert_eq!(
+            render(&set, "u", DestinationKind::Slack, &context),
+            "\"&lt;!here&gt;\""
         );
     }
 
