@@ -34,7 +34,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     }
     let figment = Figment::new()
         .merge(Toml::file_exact(path))
-        .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"));
+        // Only `SECTION__KEY` names are config: orchestrators inject other
+        // variables with the same prefix (a Kubernetes Service named
+        // pencil-bridge adds PENCIL_BRIDGE_PORT), which must not break start-up.
+        .merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
     let mut config: Config = figment.extract().map_err(|err| ConfigError::Invalid {
         path: path.to_owned(),
         message: describe_figment_error(err),
@@ -66,14 +73,32 @@ fn describe_figment_error(err: figment::Error) -> String {
                 figment::error::Kind::MissingField(..) => "; add it",
                 _ => "",
             };
+            let message = without_source_lines(&error.kind.to_string());
             if key.is_empty() {
-                format!("{}{source}{hint}", error.kind)
+                format!("{message}{source}{hint}")
             } else {
-                format!("key `{key}`: {}{source}{hint}", error.kind)
+                format!("key `{key}`: {message}{source}{hint}")
             }
         })
         .collect();
     lines.join("\n")
+}
+
+/// Drops the quoted lines of the file from a TOML parse error, because such
+/// a line may hold a secret. The line and column numbers stay.
+fn without_source_lines(message: &str) -> String {
+    let is_quote = |line: &str| {
+        let rest = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        rest.trim_start().starts_with('|')
+    };
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !is_quote(line))
+        .map(str::trim)
+        .collect();
+    kept.join(": ")
 }
 
 #[cfg(test)]
@@ -104,6 +129,14 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("delivery.timeout"), "{message}");
         assert!(message.contains("\"ten seconds\""), "{message}");
+    }
+
+    #[test]
+    fn parse_error_does_not_quote_the_file() {
+        let err = load_text("[[secrets]]\nenvironment = \"p\"\nvalue = \"hunter2\n").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("line 3"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
     }
 
     #[test]

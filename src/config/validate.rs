@@ -325,7 +325,12 @@ fn check_routes(config: &Config, problems: &mut Problems) {
                 "{label}.to is empty; list at least one destination"
             ));
         }
-        for destination in &route.to {
+        for (position, destination) in route.to.iter().enumerate() {
+            if route.to[..position].contains(destination) {
+                problems.push(format!(
+                    "{label}.to lists {destination:?} twice; list each destination once"
+                ));
+            }
             if !config.destinations.contains_key(destination) {
                 problems.push(format!(
                     "{label}.to names unknown destination {destination:?}; define [destinations.{destination}] or fix the name"
