@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
-use crate::config::{self, ConfigError, DestinationKind, DestinationSettings, ValidConfig};
+use crate::config::{
+    self, Config, ConfigError, DestinationConfig, DestinationKind, DestinationSettings, ValidConfig,
+};
 use crate::context::{delivery_context, event_context, Directory};
 use crate::destinations::{self, RenderedMessage};
 use crate::event::Event;
@@ -37,51 +40,27 @@ impl Runtime {
     /// reported, not only the first.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let raw = config::load(path)?;
-        let templates_dir = raw.templates.dir.clone();
         let problems_error = |problems: Vec<String>| ConfigError::Problems {
             path: path.to_owned(),
             count: problems.len(),
             problems,
         };
-        let valid = ValidConfig::new(raw).map_err(problems_error)?;
-
-        let mut problems = Vec::new();
-        let mut templates = match Templates::load(&templates_dir, valid.timezone) {
-            Ok(templates) => templates,
-            Err(found) => {
-                problems.extend(found);
-                Templates::empty(valid.timezone)
+        // The templates are checked even when the settings have problems,
+        // so that one `check` run lists both kinds.
+        let validated = ValidConfig::new(raw.clone());
+        let timezone = match &validated {
+            Ok(valid) => valid.timezone,
+            Err(_) => raw.templates.timezone.parse().unwrap_or(Tz::UTC),
+        };
+        let (templates, template_problems) = compile_templates(&raw, timezone);
+        let valid = match validated {
+            Ok(valid) if template_problems.is_empty() => valid,
+            Ok(_) => return Err(problems_error(template_problems)),
+            Err(mut problems) => {
+                problems.extend(template_problems);
+                return Err(problems_error(problems));
             }
         };
-        for (name, destination) in &valid.destinations {
-            compile_email_fields(&mut templates, name, destination, &mut problems);
-        }
-        for (index, route) in valid.config.routes.iter().enumerate() {
-            if route.template.contains(['.', '/', '\\']) {
-                problems.push(format!(
-                    "routes[{index}] ({}).template {:?}: give the name without extension or folder, e.g. \"recording_available\"",
-                    route.name, route.template
-                ));
-                continue;
-            }
-            for destination in &route.to {
-                let Some(settings) = valid.destinations.get(destination) else {
-                    continue;
-                };
-                if templates.resolve(&route.template, settings.kind).is_none() {
-                    problems.push(format!(
-                        "routes[{index}] ({}): no template {t}.{k}.json.hbs, {t}.{k}.hbs, {t}.json.hbs or {t}.hbs in {dir} for destination {destination:?}; add one of them",
-                        route.name,
-                        t = route.template,
-                        k = settings.kind,
-                        dir = templates_dir.display(),
-                    ));
-                }
-            }
-        }
-        if !problems.is_empty() {
-            return Err(problems_error(problems));
-        }
 
         let directory = Directory {
             people: valid.config.people.clone(),
@@ -171,8 +150,10 @@ impl Runtime {
     }
 
     /// Renders every route's templates against every sample event, for
-    /// `check`. Rendering errors always count; an empty message counts only
-    /// when the route matches the sample.
+    /// `check`. Template failures (a helper error, invalid JSON) count. An
+    /// empty message or recipient list does not, because it depends on the
+    /// event data and directory, and is stored as a dead delivery with its
+    /// reason when it happens.
     pub fn check_samples(&self) -> Vec<String> {
         let environment = self
             .config
@@ -183,19 +164,13 @@ impl Runtime {
         for (file, body) in SAMPLES {
             let event = Event::parse(body.as_bytes()).expect("built-in samples are valid events");
             let context = event_context(&event, environment, Utc::now(), &self.directory);
-            let matched: Vec<&str> = self
-                .router
-                .matching(&event.event_type, &context)
-                .iter()
-                .map(|route| route.name.as_str())
-                .collect();
             for route in self.router.routes() {
                 for planned in self.plan_route(route, &context) {
                     let Err(reason) = planned.body else {
                         continue;
                     };
                     let empty = reason.contains("empty") || reason.contains("rendered no");
-                    if !empty || matched.contains(&route.name.as_str()) {
+                    if !empty {
                         problems.push(format!(
                             "route {:?} to {:?} with sample {file}: {reason}",
                             route.name, planned.destination
@@ -214,21 +189,62 @@ fn email_field(destination: &str, field: &str) -> String {
     format!("destinations/{destination}/{field}")
 }
 
+/// Compiles the files of `templates.dir` and the email subject and
+/// recipient templates, and checks that every route finds a template for
+/// each destination it names. Returns every problem found.
+fn compile_templates(raw: &Config, timezone: Tz) -> (Templates, Vec<String>) {
+    let templates_dir = &raw.templates.dir;
+    let mut problems = Vec::new();
+    let mut templates = match Templates::load(templates_dir, timezone) {
+        Ok(templates) => templates,
+        Err(found) => {
+            problems.extend(found);
+            Templates::empty(timezone)
+        }
+    };
+    for (name, destination) in &raw.destinations {
+        compile_email_fields(&mut templates, name, destination, &mut problems);
+    }
+    for (index, route) in raw.routes.iter().enumerate() {
+        if route.template.contains(['.', '/', '\\']) {
+            problems.push(format!(
+                "routes[{index}] ({}).template {:?}: give the name without extension or folder, e.g. \"recording_available\"",
+                route.name, route.template
+            ));
+            continue;
+        }
+        for destination in &route.to {
+            let Some(settings) = raw.destinations.get(destination) else {
+                continue;
+            };
+            if templates.resolve(&route.template, settings.kind).is_none() {
+                problems.push(format!(
+                    "routes[{index}] ({}): no template {t}.{k}.json.hbs, {t}.{k}.hbs, {t}.json.hbs or {t}.hbs in {dir} for destination {destination:?}; add one of them",
+                    route.name,
+                    t = route.template,
+                    k = settings.kind,
+                    dir = templates_dir.display(),
+                ));
+            }
+        }
+    }
+    (templates, problems)
+}
+
 fn compile_email_fields(
     templates: &mut Templates,
     name: &str,
-    destination: &DestinationSettings,
+    destination: &DestinationConfig,
     problems: &mut Vec<String>,
 ) {
     if destination.kind != DestinationKind::Email {
         return;
     }
-    let config = &destination.config;
     let mut fields: Vec<(String, &str)> = Vec::new();
-    if let Some(subject) = &config.subject {
+    if let Some(subject) = &destination.subject {
         fields.push(("subject".to_owned(), subject));
     }
-    for (index, to) in config.to.iter().flatten().enumerate() {
+    for (index, to) in destination.to.iter().flatten().enumerate() {
         fields.push((format!("to.{index}"), to));
     }
     for (field, source) in fields {
