@@ -15,13 +15,13 @@ pub async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// `200` when the config is loaded and the store answers.
+/// `200` when the config is loaded and the store responds to a query.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(err) => {
-            tracing::warn!(error = %err, "store does not answer");
-            let body = json!({ "error": "the store does not answer" });
+            tracing::warn!(error = %err, "readiness check failed: the store did not respond");
+            let body = json!({ "error": "the store did not respond; see the server log" });
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
