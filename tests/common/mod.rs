@@ -113,8 +113,9 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
-/// Starts the bridge; mock servers answer `200 ok` until a test mounts
-/// other answers (mount them before sending events).
+/// Starts the bridge. The mock servers answer `404` until a test mounts
+/// answers, for example with [`TestApp::accept_everything`], so mount them
+/// before sending events.
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let slack = MockServer::start().await;
     let discord = MockServer::start().await;
@@ -339,3 +340,287 @@ pub const SAMPLE_NAMES: [&str; 7] = [
     "RECORDING_AVAILABLE.json",
     "TRANSCRIPT_AVAILABLE.json",
 ];
+
+/// Path of the `pencil-bridge` binary that Cargo built for these tests.
+pub const BRIDGE_BINARY: &str = env!("CARGO_BIN_EXE_pencil-bridge");
+
+/// Builds one `[[routes]]` table. `when` is an inline TOML table such as
+/// `{ environment = "staging" }`, and `None` matches every event.
+pub fn route(name: &str, when: Option<&str>, template: &str, to: &[&str]) -> String {
+    let when = when
+        .map(|table| format!("when = {table}\n"))
+        .unwrap_or_default();
+    let to = to
+        .iter()
+        .map(|destination| format!("{destination:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("\n[[routes]]\nname = {name:?}\n{when}template = {template:?}\nto = [{to}]\n")
+}
+
+/// Copies the shipped templates into `target`, creating it.
+pub fn copy_shipped_templates(target: &Path) {
+    copy_templates(target);
+}
+
+/// Parses a request body as JSON, or panics with the body text.
+pub fn json_body(request: &wiremock::Request) -> serde_json::Value {
+    serde_json::from_slice(&request.body).unwrap_or_else(|err| {
+        panic!(
+            "request body is not JSON ({err}): {}",
+            String::from_utf8_lossy(&request.body)
+        )
+    })
+}
+
+/// Waits `settle` for late or repeated requests, then returns every request
+/// `server` received.
+pub async fn requests_after(server: &MockServer, settle: Duration) -> Vec<wiremock::Request> {
+    tokio::time::sleep(settle).await;
+    server.received_requests().await.unwrap_or_default()
+}
+
+impl TestApp {
+    /// Posts `body` with the production secret and the given `Content-Type`,
+    /// or with no `Content-Type` header when it is `None`.
+    pub async fn post_with_content_type(
+        &self,
+        body: &str,
+        content_type: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/webhooks/pencil", self.base_url))
+            .header("Authorization", format!("Bearer {PRODUCTION_SECRET}"))
+            .body(body.to_owned());
+        if let Some(value) = content_type {
+            request = request.header("Content-Type", value);
+        }
+        request.send().await.expect("the bridge answers")
+    }
+}
+
+/// One request that a [`RecordingResponse`] responded to, in arrival order.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// When the mock server received the request.
+    pub at: std::time::Instant,
+    pub path: String,
+    /// Status of the response that the mock sent.
+    pub status: u16,
+    /// True when [`RecordingResponse::delay`] held the response back.
+    pub delayed: bool,
+    /// The bridge's `X-Event-Id` header.
+    pub event_id: Option<String>,
+    /// The bridge's `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+    pub body: String,
+}
+
+/// Log shared by every [`RecordingResponse`] it creates, so that a test can
+/// see which mock responded to each request, and when.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    log: std::sync::Arc<std::sync::Mutex<Vec<RecordedRequest>>>,
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates a response with `status` that logs each request it is sent for.
+    pub fn response(&self, status: u16) -> RecordingResponse {
+        RecordingResponse {
+            template: ResponseTemplate::new(status),
+            status,
+            delayed: false,
+            log: self.log.clone(),
+        }
+    }
+
+    /// Returns every request logged so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.log.lock().expect("recorder lock").clone()
+    }
+
+    /// Returns the requests that got `status` without a delay. For `200`,
+    /// these are the messages whose success reached the bridge.
+    pub fn responded(&self, status: u16) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|request| request.status == status && !request.delayed)
+            .collect()
+    }
+
+    /// Waits until `done` holds for the log and returns the log, or panics
+    /// after `timeout` with `what` and the statuses seen.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[RecordedRequest]) -> bool,
+    ) -> Vec<RecordedRequest> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let requests = self.requests();
+            if done(&requests) {
+                return requests;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let statuses: Vec<u16> = requests.iter().map(|request| request.status).collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; statuses so far: {statuses:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `count` requests got `status` without a delay.
+    pub async fn wait_for_responded(
+        &self,
+        status: u16,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<RecordedRequest> {
+        let what = format!("{count} responses with status {status} and no delay");
+        self.wait_until(timeout, &what, |log| {
+            log.iter()
+                .filter(|request| request.status == status && !request.delayed)
+                .count()
+                >= count
+        })
+        .await
+    }
+}
+
+/// A mock response that logs each request it is sent for in its [`Recorder`].
+pub struct RecordingResponse {
+    template: ResponseTemplate,
+    status: u16,
+    delayed: bool,
+    log: std::sync::Arc<std::sync::Mutex<Vec<RecordedRequest>>>,
+}
+
+impl RecordingResponse {
+    pub fn body(mut self, text: &str) -> Self {
+        self.template = self.template.set_body_string(text);
+        self
+    }
+
+    pub fn json(mut self, value: serde_json::Value) -> Self {
+        self.template = self.template.set_body_json(value);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.template = self.template.insert_header(name, value);
+        self
+    }
+
+    /// Holds the response back for `delay` after the request arrives.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.template = self.template.set_delay(delay);
+        self.delayed = true;
+        self
+    }
+}
+
+impl wiremock::Respond for RecordingResponse {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let recorded = RecordedRequest {
+            at: std::time::Instant::now(),
+            path: request.url.path().to_owned(),
+            status: self.status,
+            delayed: self.delayed,
+            event_id: header("x-event-id"),
+            idempotency_key: header("idempotency-key"),
+            body: String::from_utf8_lossy(&request.body).into_owned(),
+        };
+        self.log.lock().expect("recorder lock").push(recorded);
+        self.template.clone()
+    }
+}
+
+/// Mounts `response` for `POST url_path` on `server`, for at most `times`
+/// requests when given. Among mocks of equal priority the first mounted
+/// responds first, so later mounts take over once earlier limited ones run out.
+pub async fn mount_response(
+    server: &MockServer,
+    url_path: &str,
+    response: RecordingResponse,
+    times: Option<u64>,
+) {
+    let mut mock = Mock::given(method("POST"))
+        .and(path(url_path))
+        .respond_with(response);
+    if let Some(times) = times {
+        mock = mock.up_to_n_times(times);
+    }
+    mock.mount(server).await;
+}
+
+/// Like [`mount_response`], but ahead of every mock already mounted without a
+/// priority, e.g. to bring a destination back after an unlimited `503`.
+pub async fn mount_response_first(
+    server: &MockServer,
+    url_path: &str,
+    response: RecordingResponse,
+    times: Option<u64>,
+) {
+    let mut mock = Mock::given(method("POST"))
+        .and(path(url_path))
+        .respond_with(response)
+        .with_priority(1);
+    if let Some(times) = times {
+        mock = mock.up_to_n_times(times);
+    }
+    mock.mount(server).await;
+}
+
+/// Builds a `joinSpace` event for user `user-NN`. Each `index` gives another
+/// event id and another message text.
+pub fn join_event(index: usize) -> String {
+    serde_json::json!({
+        "_type": "SPACE_USER",
+        "eventType": "joinSpace",
+        "spaceId": "6750a3c2e4b0f1a2c3d4e5f6",
+        "sessionId": "6758d1f09a3e4c0012ab7c51",
+        "userId": format!("user-{index:02}"),
+        "roomId": "main",
+        "userTabId": "tab-3b9e",
+        "timestamp": 1_733_846_412_318_u64 + index as u64,
+    })
+    .to_string()
+}
+
+impl TestApp {
+    /// Opens the bridge's SQLite file a second time, as the `deliveries`
+    /// commands do, to read delivery states.
+    pub async fn store_handle(&self) -> std::sync::Arc<dyn pencil_bridge::store::Store> {
+        let url = format!("sqlite://{}", self.dir.path().join("bridge.db").display());
+        pencil_bridge::store::open(&url)
+            .await
+            .expect("the test opens the bridge's store")
+    }
+
+    /// Fetches `GET /metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await
+            .expect("the bridge responds to /metrics");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("metrics text")
+    }
+}
