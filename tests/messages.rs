@@ -317,3 +317,37 @@ async fn blank_message_is_stored_dead_and_not_sent() {
     assert!(slack_line.contains("dead"), "{slack_line}");
     assert!(slack_line.contains("empty"), "{slack_line}");
 }
+
+#[tokio::test]
+async fn unrendered_delivery_is_rendered_again_on_retry() {
+    let templates = [("t.slack.hbs", "{{missing}}"), ("t.hbs", "hello")];
+    let app = spawn_with_templates(&templates, &["slack"]).await;
+    let response = app
+        .post_event(&event_with(json!({"case": "fixed later"})))
+        .await;
+    assert_eq!(response.status(), 202);
+    assert!(requests_after(&app.slack, SETTLE).await.is_empty());
+
+    // The operator fixes the template, then replays the dead letters.
+    let template = app.dir.path().join("templates").join("t.slack.hbs");
+    std::fs::write(template, "case: {{case}}").expect("rewrite template");
+    let output = tokio::process::Command::new(BRIDGE_BINARY)
+        .args(["deliveries", "retry", "--dead", "--config"])
+        .arg(&app.config_path)
+        .output()
+        .await
+        .expect("run pencil-bridge deliveries retry");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("1 of them rendered again"),
+        "stdout: {stdout}"
+    );
+
+    let requests = wait_for_requests(&app.slack, 1, Duration::from_secs(6)).await;
+    assert_eq!(json_body(&requests[0])["text"], "case: fixed later");
+}

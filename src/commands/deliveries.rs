@@ -4,7 +4,10 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 
 use crate::config::{self, redact_url};
-use crate::store::{self, ListFilter, Status, Store};
+use crate::context::event_context;
+use crate::event::Event;
+use crate::runtime::Runtime;
+use crate::store::{self, DeliveryDetail, ListFilter, Status, Store};
 
 /// Rows `list` shows at most.
 const LIST_LIMIT: u32 = 200;
@@ -137,6 +140,9 @@ pub async fn show(config_path: &std::path::Path, id: i64) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Makes a delivery, or every dead one, due now. A dead delivery whose
+/// message could not be rendered when its event arrived is rendered again
+/// with the current config and templates first.
 pub async fn retry(
     config_path: &std::path::Path,
     id: Option<i64>,
@@ -146,16 +152,105 @@ pub async fn retry(
     let store = open_store(config_path).await?;
     match (id, dead) {
         (Some(id), false) => {
+            let Some(detail) = store.get(id).await? else {
+                bail!("no delivery with id {id}; `pencil-bridge deliveries list` shows the ids");
+            };
+            if detail.delivery.body.is_empty() {
+                let runtime = Runtime::load(config_path)?;
+                render_again(store.as_ref(), &runtime, &detail).await?;
+            }
             if !store.retry(id).await? {
-                bail!("delivery {id} cannot be retried: it does not exist, was delivered, or has no rendered body");
+                bail!("delivery {id} cannot be retried: it was already delivered");
             }
             println!("delivery {id} is due now");
         }
         (None, true) => {
+            let rendered = render_unrendered(store.as_ref(), config_path, destination).await?;
             let count = store.retry_dead(destination).await?;
-            println!("{count} dead deliveries are due now");
+            println!("{count} dead deliveries are due now ({rendered} of them rendered again)");
         }
         _ => bail!("give either a delivery ID or --dead"),
     }
+    Ok(())
+}
+
+/// Renders every dead, unrendered delivery again; returns how many.
+async fn render_unrendered(
+    store: &dyn Store,
+    config_path: &std::path::Path,
+    destination: Option<&str>,
+) -> anyhow::Result<usize> {
+    let filter = ListFilter {
+        status: Some(Status::Dead),
+        destination: destination.map(str::to_owned),
+        since: None,
+        limit: u32::MAX,
+    };
+    let unrendered: Vec<_> = store
+        .list(&filter)
+        .await?
+        .into_iter()
+        .filter(|d| d.body.is_empty())
+        .collect();
+    if unrendered.is_empty() {
+        return Ok(0);
+    }
+    let runtime = Runtime::load(config_path)?;
+    let mut rendered = 0;
+    for delivery in unrendered {
+        let Some(detail) = store.get(delivery.id).await? else {
+            continue;
+        };
+        match render_again(store, &runtime, &detail).await {
+            Ok(()) => rendered += 1,
+            Err(err) => eprintln!("delivery {} stays dead: {err:#}", delivery.id),
+        }
+    }
+    Ok(rendered)
+}
+
+/// Renders a delivery's message from its stored event with the current
+/// config, and stores the body.
+async fn render_again(
+    store: &dyn Store,
+    runtime: &Runtime,
+    detail: &DeliveryDetail,
+) -> anyhow::Result<()> {
+    let delivery = &detail.delivery;
+    let Some(event_body) = &detail.event_body else {
+        bail!(
+            "the event of delivery {} was pruned; it cannot be rendered again",
+            delivery.id
+        );
+    };
+    let event = Event::parse(event_body.as_bytes())?;
+    let Some(route) = runtime
+        .router
+        .routes()
+        .iter()
+        .find(|route| route.name == delivery.route)
+    else {
+        bail!(
+            "route {:?} is no longer in the config; add it back to render this delivery",
+            delivery.route
+        );
+    };
+    let Some(settings) = runtime.config.destinations.get(&delivery.destination) else {
+        bail!(
+            "destination {:?} is no longer in the config; add it back to render this delivery",
+            delivery.destination
+        );
+    };
+    let environment = detail.environment.as_deref().unwrap_or("production");
+    let context = event_context(&event, environment, delivery.created_at, &runtime.directory);
+    let body = runtime
+        .render(route, settings, &context)
+        .map_err(|reason| {
+            anyhow::anyhow!(
+                "delivery {} still cannot be rendered: {reason}",
+                delivery.id
+            )
+        })?;
+    store.set_body(delivery.id, &body).await?;
     Ok(())
 }

@@ -64,6 +64,11 @@ pub trait Store: Send + Sync {
     /// delivery does not exist or was already delivered.
     async fn retry(&self, id: i64) -> Result<bool, StoreError>;
 
+    /// Stores a body for a dead delivery whose message could not be
+    /// rendered when its event arrived. Returns false when no such delivery
+    /// exists.
+    async fn set_body(&self, id: i64, body: &str) -> Result<bool, StoreError>;
+
     /// Makes every dead delivery (of one destination, if given) due now.
     async fn retry_dead(&self, destination: Option<&str>) -> Result<u64, StoreError>;
 

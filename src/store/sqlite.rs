@@ -372,6 +372,17 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn set_body(&self, id: i64, body: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET body = ? WHERE id = ? AND status = 'dead' AND body = ''",
+        )
+        .bind(body)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn retry_dead(&self, destination: Option<&str>) -> Result<u64, StoreError> {
         let now = millis(Utc::now());
         let done = sqlx::query(
