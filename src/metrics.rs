@@ -188,6 +188,10 @@ impl Metrics {
     /// configured destinations without waiting deliveries read 0.
     pub fn encode(&self, destinations: &BTreeSet<String>, stats: &[QueueStats]) -> String {
         let now = chrono::Utc::now();
+        // Destinations removed by a reload must not keep reporting.
+        self.queue_depth.clear();
+        self.dead_letters.clear();
+        self.oldest_age.clear();
         for destination in destinations {
             let labels = DestinationLabels {
                 destination: destination.clone(),

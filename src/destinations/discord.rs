@@ -209,7 +209,7 @@ pub(super) fn classify(
         500..=599 => Outcome::Retry {
             status: Some(status),
             error: error_text(status, body),
-            after: None,
+            after: retry_after_header(headers),
         },
         _ => Outcome::Permanent {
             status,

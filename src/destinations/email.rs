@@ -25,6 +25,9 @@ pub(super) fn body(config: &DestinationConfig, message: RenderedMessage) -> Resu
         body.entry("from").or_insert_with(|| from.into());
         body.entry("to").or_insert_with(|| recipients.into());
         body.entry("subject").or_insert_with(|| subject.into());
+        if let Some(html) = message.html.filter(|html| !html.trim().is_empty()) {
+            body.entry("html").or_insert_with(|| html.into());
+        }
         return Ok(Value::Object(body));
     }
     let text = require_text(&message.main.text)?;

@@ -248,10 +248,24 @@ fn error_text(status: u16, body: &str) -> String {
     }
 }
 
-/// Reads a `Retry-After` header given in seconds (fractions allowed).
+/// Reads a `Retry-After` header given in seconds (fractions allowed) or as
+/// an HTTP date.
 fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    seconds(value.trim().parse::<f64>().ok()?)
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(number) = value.parse::<f64>() {
+        return seconds(number);
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(
+        wait.to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(86_400)),
+    )
 }
 
 fn seconds(value: f64) -> Option<Duration> {
@@ -278,5 +292,32 @@ fn classify_by_status(status: u16, headers: &HeaderMap, body: &str) -> Outcome {
             status,
             error: error_text(status, body),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "2.5".parse().unwrap());
+        assert_eq!(
+            retry_after_header(&headers),
+            Some(Duration::from_millis(2500))
+        );
+
+        let later = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let date = later.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        headers.insert(reqwest::header::RETRY_AFTER, date.parse().unwrap());
+        let wait = retry_after_header(&headers).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+
+        headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after_header(&headers), None);
     }
 }

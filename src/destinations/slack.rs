@@ -128,6 +128,15 @@ pub(super) fn classify(status: u16, headers: &HeaderMap, body: &str) -> Outcome 
             error: error_text(status, body),
         };
     }
+    if (300..400).contains(&status) {
+        return Outcome::Permanent {
+            status,
+            error: format!(
+                "{} (redirects are not followed; check the webhook URL)",
+                error_text(status, body)
+            ),
+        };
+    }
     if code == "rollup_error" || status >= 500 {
         return Outcome::Retry {
             status: Some(status),
@@ -164,6 +173,7 @@ mod tests {
             (500, "rollup_error", "retry"),
             (502, "", "retry"),
             (429, "rate_limited", "rate_limited"),
+            (302, "", "permanent"),
         ];
         for (status, body, expected) in cases {
             let outcome = classify(status, &empty, body);
