@@ -95,6 +95,15 @@ pub struct Route {
     unless: Condition,
 }
 
+impl Route {
+    /// Every key that `when` and `unless` read.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        let when = self.when.keys.iter();
+        let unless = self.unless.keys.iter();
+        when.chain(unless).map(|(key, _)| key.as_str())
+    }
+}
+
 /// The routes of a config, indexed by the `eventType` values they name, so
 /// an event only tests the routes that can match it.
 #[derive(Debug, Clone, Default)]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::config::{
     self, Config, ConfigError, DestinationConfig, DestinationKind, DestinationSettings, ValidConfig,
 };
-use crate::context::{delivery_context, event_context, Directory};
+use crate::context::{delivery_context, event_context, lookup, Directory};
 use crate::destinations::{self, RenderedMessage};
 use crate::event::Event;
 use crate::routing::{Route, Router};
@@ -73,6 +73,23 @@ impl Runtime {
             templates,
             directory,
         })
+    }
+
+    /// Loads the config like [`Runtime::load`] and also renders every route
+    /// against the sample events, as `check` does. `serve` and reloads use
+    /// this, so a config that `check` rejects never runs.
+    pub fn load_checked(path: &Path) -> Result<Self, ConfigError> {
+        let runtime = Self::load(path)?;
+        let problems = runtime.check_samples();
+        if problems.is_empty() {
+            Ok(runtime)
+        } else {
+            Err(ConfigError::Problems {
+                path: path.to_owned(),
+                count: problems.len(),
+                problems,
+            })
+        }
     }
 
     /// Matches the routes of an event and renders one body per
@@ -183,6 +200,37 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Route keys that no sample event has, such as a misspelt `eventTyp`.
+    /// Such a route fires only for events that carry the key, so `check`
+    /// shows these as warnings.
+    pub fn unknown_route_keys(&self) -> Vec<String> {
+        let contexts: Vec<Map<String, Value>> = SAMPLES
+            .iter()
+            .map(|(_, body)| {
+                let event =
+                    Event::parse(body.as_bytes()).expect("built-in samples are valid events");
+                event_context(&event, "production", Utc::now(), &self.directory)
+            })
+            .collect();
+        let mut warnings = Vec::new();
+        for route in self.router.routes() {
+            for key in route.keys() {
+                if !contexts
+                    .iter()
+                    .any(|context| lookup(context, key).is_some())
+                {
+                    warnings.push(format!(
+                        "route {:?}: no sample event has the key {key:?}; check its spelling (keys are case-sensitive)",
+                        route.name
+                    ));
+                }
+            }
+        }
+        warnings
+    }
+}
+
 /// Name under which an email destination's subject or recipient template
 /// is compiled; `/` cannot occur in a file's template name.
 fn email_field(destination: &str, field: &str) -> String {
@@ -195,13 +243,8 @@ fn email_field(destination: &str, field: &str) -> String {
 fn compile_templates(raw: &Config, timezone: Tz) -> (Templates, Vec<String>) {
     let templates_dir = &raw.templates.dir;
     let mut problems = Vec::new();
-    let mut templates = match Templates::load(templates_dir, timezone) {
-        Ok(templates) => templates,
-        Err(found) => {
-            problems.extend(found);
-            Templates::empty(timezone)
-        }
-    };
+    let (mut templates, found) = Templates::load(templates_dir, timezone);
+    problems.extend(found);
     for (name, destination) in &raw.destinations {
         compile_email_fields(&mut templates, name, destination, &mut problems);
     }
@@ -217,7 +260,8 @@ fn compile_templates(raw: &Config, timezone: Tz) -> (Templates, Vec<String>) {
             let Some(settings) = raw.destinations.get(destination) else {
                 continue;
             };
-            if templates.resolve(&route.template, settings.kind).is_none() {
+            let missing = templates.resolve(&route.template, settings.kind).is_none();
+            if missing && !templates.has_failed_candidate(&route.template, settings.kind) {
                 problems.push(format!(
                     "routes[{index}] ({}): no template {t}.{k}.json.hbs, {t}.{k}.hbs, {t}.json.hbs or {t}.hbs in {dir} for destination {destination:?}; add one of them",
                     route.name,

@@ -179,3 +179,60 @@ to = ["tutors"]
     assert!(!stdout.contains(URL_SECRET), "stdout shows the URL secret");
     assert!(!stderr.contains(URL_SECRET), "stderr shows the URL secret");
 }
+
+/// A valid config with one log destination; `routes` is appended.
+fn log_config(routes: &str) -> String {
+    format!(
+        "[[secrets]]\nenvironment = \"production\"\nvalue = \"s\"\n\
+         [destinations.console]\nkind = \"log\"\n{routes}"
+    )
+}
+
+#[test]
+fn check_warns_about_misspelt_route_key() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let routes = "[[routes]]\nname = \"joins\"\nwhen = { eventTyp = \"joinSpace\" }\n\
+                  template = \"join_space\"\nto = [\"console\"]\n";
+    let config = write_config(dir.path(), &log_config(routes));
+    let output = run_bridge(&["check", "--config", &config]);
+    let stderr = stderr_of(&output);
+
+    assert!(output.status.success(), "stderr: {stderr}");
+    assert!(
+        stderr.contains("warning: route \"joins\""),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("\"eventTyp\""), "stderr: {stderr}");
+}
+
+#[test]
+fn template_syntax_error_is_reported_once() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let routes = "[[routes]]\nname = \"joins\"\nwhen = { eventType = \"joinSpace\" }\n\
+                  template = \"join_space\"\nto = [\"console\"]\n";
+    let config = write_config(dir.path(), &log_config(routes));
+    let broken = dir.path().join("templates").join("join_space.log.hbs");
+    std::fs::write(broken, "{{#if user}}unclosed").expect("break a template");
+    let output = run_bridge(&["check", "--config", &config]);
+    let stderr = stderr_of(&output);
+
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("join_space.log.hbs: syntax error"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("no template"), "stderr: {stderr}");
+    assert!(stderr.contains("1 problem(s)"), "stderr: {stderr}");
+}
+
+#[test]
+fn deliveries_list_refuses_missing_store() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = write_config(dir.path(), &log_config(""));
+    let output = run_bridge(&["deliveries", "list", "--config", &config]);
+    let stderr = stderr_of(&output);
+
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("no store at"), "stderr: {stderr}");
+    assert!(!dir.path().join("pencil-bridge.db").exists());
+}

@@ -13,6 +13,9 @@ pub fn run(config_path: &Path) -> bool {
             return false;
         }
     };
+    for warning in runtime.unknown_route_keys() {
+        eprintln!("warning: {warning}");
+    }
     let problems = runtime.check_samples();
     if !problems.is_empty() {
         eprintln!("{}: {} problem(s):", config_path.display(), problems.len());

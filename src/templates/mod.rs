@@ -46,20 +46,25 @@ pub struct Rendered {
 pub struct Templates {
     registries: [Handlebars<'static>; Output::ALL.len()],
     names: BTreeSet<String>,
+    /// Files that failed to compile, so that a route using one is not also
+    /// reported as having no template.
+    failed: BTreeSet<String>,
 }
 
 impl Templates {
-    /// Compiles every `.hbs` file in `dir`. Returns every syntax error found.
-    pub fn load(dir: &Path, timezone: Tz) -> Result<Self, Problems> {
+    /// Compiles every `.hbs` file in `dir`. Returns the files that compiled
+    /// and every problem found.
+    pub fn load(dir: &Path, timezone: Tz) -> (Self, Problems) {
         let mut templates = Self::empty(timezone);
         let mut problems = Problems::new();
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(err) => {
-                return Err(vec![format!(
+                problems.push(format!(
                     "templates.dir: cannot read {} ({err}); point it at the folder of .hbs files",
                     dir.display()
-                )])
+                ));
+                return (templates, problems);
             }
         };
         let mut files: Vec<_> = entries
@@ -78,18 +83,30 @@ impl Templates {
                 Ok(source) => {
                     if let Err(problem) = templates.add(name, &source) {
                         problems.push(format!("template {}: {problem}", path.display()));
+                        templates.failed.insert(name.to_owned());
                     }
                 }
                 Err(err) => {
-                    problems.push(format!("cannot read template {} ({err})", path.display()))
+                    problems.push(format!("cannot read template {} ({err})", path.display()));
+                    templates.failed.insert(name.to_owned());
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(templates)
-        } else {
-            Err(problems)
-        }
+        (templates, problems)
+    }
+
+    /// True when a file that [`Templates::resolve`] would consider for
+    /// `template` and `kind` exists but failed to compile.
+    pub fn has_failed_candidate(&self, template: &str, kind: DestinationKind) -> bool {
+        let kind = kind.as_str();
+        [
+            format!("{template}.{kind}.json"),
+            format!("{template}.{kind}"),
+            format!("{template}.json"),
+            template.to_owned(),
+        ]
+        .iter()
+        .any(|name| self.failed.contains(name))
     }
 
     /// Creates a set with no files, for templates that come from the config only.
@@ -103,6 +120,7 @@ impl Templates {
         Self {
             registries,
             names: BTreeSet::new(),
+            failed: BTreeSet::new(),
         }
     }
 
