@@ -512,3 +512,33 @@ async fn rejected_reload_hides_secrets() {
 
     assert_no_secrets(&bridge.stop().await);
 }
+
+#[tokio::test]
+async fn sigterm_does_not_wait_for_stalled_client() {
+    let setup = Setup::new(Settings {
+        timeout: "2s",
+        grace: "1s",
+        destinations: &["slack"],
+    })
+    .await;
+    let bridge = setup.start("info").await;
+
+    // A client that announces a body and never sends it.
+    let address = setup.base_url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /webhooks/pencil HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Length: 500\r\n\r\n{{\"_type\":",
+        PRODUCTION_SECRET
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, head.as_bytes())
+        .await
+        .expect("send a partial request");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Exits within the 1 s grace plus start-up slack, with status 0.
+    let stderr = bridge.stop().await;
+    assert!(stderr.contains("requests still open"), "{stderr}");
+    drop(stalled);
+}

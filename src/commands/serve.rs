@@ -1,5 +1,6 @@
 //! `serve`: run the HTTP server and the delivery workers until a signal.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,15 +34,12 @@ pub struct Running {
 /// Loads the config, opens the store, binds and starts serving. Nothing
 /// binds unless the whole config is valid.
 pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
-    let runtime = Runtime::load(config_path)?;
-    for problem in runtime.check_samples() {
-        tracing::warn!(%problem, "a route does not render a sample event cleanly");
-    }
+    let runtime = Runtime::load_checked(config_path)?;
     let store_url = runtime.config.config.store.url.clone();
     let store = store::open(&store_url).await.with_context(|| {
         format!(
             "cannot open store {}",
-            crate::config::redact_url(&store_url)
+            crate::config::display_store_url(&store_url)
         )
     })?;
     let released = store.release_all().await?;
@@ -72,6 +70,7 @@ pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
     );
 
     let retention = runtime.config.config.store.retention;
+    let grace = runtime.config.config.server.shutdown_grace;
     let state = AppState {
         runtime: Arc::new(ArcSwap::from_pointee(runtime)),
         store: store.clone(),
@@ -84,10 +83,24 @@ pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
     let router = app(state.clone());
     let server_stop = stop.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
-            .await
-            .context("the HTTP server failed")?;
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(server_stop.clone().cancelled_owned())
+            .into_future();
+        tokio::pin!(server);
+
+        // Requests in flight at shutdown get the grace period; a client
+        // that never finishes its request must not keep the process alive.
+        let deadline = async {
+            server_stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = &mut server => result.context("the HTTP server failed")?,
+            () = deadline => tracing::warn!(
+                grace = ?grace,
+                "requests still open after server.shutdown_grace; closing their connections"
+            ),
+        }
         dispatcher.stop().await;
         Ok(())
     });
@@ -113,20 +126,7 @@ impl Running {
     /// Reloads config and templates. A config that fails the checks is
     /// rejected and the running one stays.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let loaded = Runtime::load(&self.config_path)
-            .map_err(anyhow::Error::from)
-            .and_then(|runtime| {
-                let problems = runtime.check_samples();
-                if problems.is_empty() {
-                    Ok(runtime)
-                } else {
-                    Err(anyhow::anyhow!(
-                        "{} problem(s):\n  - {}",
-                        problems.len(),
-                        problems.join("\n  - ")
-                    ))
-                }
-            });
+        let loaded = Runtime::load_checked(&self.config_path).map_err(anyhow::Error::from);
         match loaded {
             Ok(runtime) => {
                 let old = self.state.runtime.load();

@@ -5,12 +5,15 @@ mod health;
 mod webhook;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::http::Request;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::delivery::Dispatcher;
@@ -22,6 +25,10 @@ pub use error::IngestError;
 
 /// Header that carries the request id, set when the caller sends none.
 const REQUEST_ID: &str = "x-request-id";
+
+/// Longest time a request may take, body upload included; a slower client
+/// gets `408` so it cannot hold a connection and a handler open for ever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -41,6 +48,10 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let id = request
