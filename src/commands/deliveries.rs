@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use chrono::Utc;
 
-use crate::config::{self, redact_url};
+use crate::config;
 use crate::context::event_context;
 use crate::event::Event;
 use crate::runtime::Runtime;
@@ -15,9 +15,19 @@ const LIST_LIMIT: u32 = 200;
 async fn open_store(config_path: &std::path::Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     let config = config::load(config_path)?;
     let url = config.store.url;
+    // Opening would create an empty database, and then report that
+    // nothing is stored; a missing file means the wrong config.
+    if let Some(file) = config::sqlite_file(&url) {
+        if !file.exists() {
+            bail!(
+                "no store at {}; pass the server's --config, or start the server once to create it",
+                file.display()
+            );
+        }
+    }
     store::open(&url)
         .await
-        .with_context(|| format!("cannot open store {}", redact_url(&url)))
+        .with_context(|| format!("cannot open store {}", config::display_store_url(&url)))
 }
 
 pub async fn list(

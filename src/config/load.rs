@@ -47,13 +47,48 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         message: describe_figment_error(err),
     })?;
 
-    // Templates live next to the config file unless the path is absolute.
+    // Relative paths are read from the config file's folder, so the
+    // server and the `deliveries` commands find the same files from any
+    // working directory.
+    let base = path.parent().unwrap_or(Path::new(""));
     if config.templates.dir.is_relative() {
-        if let Some(parent) = path.parent() {
-            config.templates.dir = parent.join(&config.templates.dir);
-        }
+        config.templates.dir = base.join(&config.templates.dir);
     }
+    config.store.url = resolve_sqlite_url(&config.store.url, base);
     Ok(config)
+}
+
+/// The file of a `sqlite:` store URL, without its `?options`; `None` for an
+/// in-memory database or another scheme.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let file = rest.split('?').next().unwrap_or(rest);
+    (!file.is_empty() && file != ":memory:").then(|| PathBuf::from(file))
+}
+
+/// Shows a store URL in messages: a SQLite file as its path, anything else
+/// redacted, because a database URL may carry a password.
+pub fn display_store_url(url: &str) -> String {
+    match sqlite_file(url) {
+        Some(file) => file.display().to_string(),
+        None => super::redact_url(url),
+    }
+}
+
+/// Makes the file of a relative `sqlite:` URL relative to `base`.
+fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    match sqlite_file(url) {
+        Some(file) if file.is_relative() => {
+            let options = url
+                .split_once('?')
+                .map(|(_, options)| format!("?{options}"))
+                .unwrap_or_default();
+            format!("sqlite://{}{options}", base.join(file).display())
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Turns figment's errors into one line each that names the key path.
@@ -137,6 +172,29 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("line 3"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn numeric_secret_is_read_as_text() {
+        let config = load_text("[[secrets]]\nenvironment = \"p\"\nvalue = 98765432123\n").unwrap();
+        assert_eq!(config.secrets[0].value.as_deref(), Some("98765432123"));
+    }
+
+    #[test]
+    fn relative_store_file_is_next_to_config() {
+        let base = Path::new("/etc/pencil");
+        let cases = [
+            ("sqlite://bridge.db", "sqlite:///etc/pencil/bridge.db"),
+            (
+                "sqlite:bridge.db?mode=rwc",
+                "sqlite:///etc/pencil/bridge.db?mode=rwc",
+            ),
+            ("sqlite:///var/lib/bridge.db", "sqlite:///var/lib/bridge.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(resolve_sqlite_url(url, base), expected, "{url}");
+        }
     }
 
     #[test]

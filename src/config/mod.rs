@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use load::{load, ConfigError};
+pub use load::{display_store_url, load, sqlite_file, ConfigError};
 pub use secret::{redact_url, Secret};
 pub use validate::{DestinationSettings, EnvironmentSecret, Problems, ValidConfig};
 
@@ -69,7 +69,8 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` for the embedded store; the file is created if missing.
+    /// `sqlite://PATH` for the embedded store; the file is created if
+    /// missing, and a relative PATH is read from the config file's folder.
     pub url: String,
     /// Age after which delivered deliveries and their events are pruned.
     #[serde(with = "duration")]
@@ -108,6 +109,7 @@ impl Default for TemplatesConfig {
 #[serde(deny_unknown_fields)]
 pub struct SecretConfig {
     pub environment: String,
+    #[serde(default, deserialize_with = "secret::deserialize_scalar")]
     pub value: Option<String>,
     pub value_env: Option<String>,
     pub value_file: Option<PathBuf>,
@@ -180,10 +182,12 @@ impl std::fmt::Display for DestinationKind {
 pub struct DestinationConfig {
     pub kind: DestinationKind,
     /// Webhook or relay URL (a secret: Slack and Discord URLs carry the credential).
+    #[serde(default, deserialize_with = "secret::deserialize_scalar")]
     pub url: Option<String>,
     pub url_env: Option<String>,
     pub url_file: Option<PathBuf>,
     /// Bearer token of an email relay.
+    #[serde(default, deserialize_with = "secret::deserialize_scalar")]
     pub token: Option<String>,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
