@@ -85,9 +85,12 @@ fn json_type_name(value: &Value) -> &'static str {
     }
 }
 
-/// Numbers at or above this are epoch milliseconds, below it epoch seconds.
-/// 10^11 seconds is the year 5138; 10^11 milliseconds is March 1973.
-const EPOCH_MILLIS_THRESHOLD: f64 = 1e11;
+/// Epoch numbers are read by size: below 10^11 as seconds (10^11 seconds is
+/// the year 5138), then milliseconds, microseconds from 10^14 (10^14
+/// milliseconds is the year 5138 too) and nanoseconds from 10^17.
+const EPOCH_MILLIS_FROM: f64 = 1e11;
+const EPOCH_MICROS_FROM: f64 = 1e14;
+const EPOCH_NANOS_FROM: f64 = 1e17;
 
 /// Reads a timestamp given as epoch milliseconds, epoch seconds (a number or
 /// a digit string) or an RFC 3339 / ISO 8601 string.
@@ -109,7 +112,11 @@ fn from_epoch(number: f64) -> Option<DateTime<Utc>> {
     if !number.is_finite() || number < 0.0 {
         return None;
     }
-    let millis = if number >= EPOCH_MILLIS_THRESHOLD {
+    let millis = if number >= EPOCH_NANOS_FROM {
+        number / 1e6
+    } else if number >= EPOCH_MICROS_FROM {
+        number / 1e3
+    } else if number >= EPOCH_MILLIS_FROM {
         number
     } else {
         number * 1000.0
@@ -153,6 +160,8 @@ mod tests {
             json!("2024-12-04T19:25:00+01:00"),
             json!("2024-12-04T18:25:00"),
             json!("2024-12-04T18:25:00.000+0000"),
+            json!(1733336700000000_i64),
+            json!(1733336700000000000_i64),
         ];
         for case in cases {
             let time = parse_timestamp(&case).unwrap_or_else(|| panic!("{case} unread"));

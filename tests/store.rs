@@ -268,3 +268,38 @@ async fn prune_removes_old_delivered_and_keeps_dead_and_recent() {
         Inserted::Duplicate
     );
 }
+
+#[tokio::test]
+async fn delivery_clears_earlier_error() {
+    let (_dir, store) = open().await;
+    store.insert_event(event("e1", Utc::now())).await.unwrap();
+    let delivery = store
+        .claim("slack", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let retry = Next::Retry {
+        at: Utc::now(),
+        failed: true,
+        error: "HTTP 503".into(),
+    };
+    store
+        .finish_attempt(delivery.id, attempt(), retry)
+        .await
+        .unwrap();
+    let again = store
+        .claim("slack", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.last_error.as_deref(), Some("HTTP 503"));
+
+    store
+        .finish_attempt(again.id, attempt(), Next::Delivered)
+        .await
+        .unwrap();
+    let detail = store.get(delivery.id).await.unwrap().unwrap();
+    assert_eq!(detail.delivery.status, Status::Delivered);
+    assert_eq!(detail.delivery.last_error, None);
+    assert_eq!(detail.attempts.len(), 2);
+}

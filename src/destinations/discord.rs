@@ -7,7 +7,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-    error_text, parse_object, require_text, retry_after_header, seconds, Outcome, RenderedMessage,
+    error_text, parse_object, rate_limited, require_text, retry_after_header, seconds, Outcome,
+    RenderedMessage,
 };
 use crate::config::DestinationConfig;
 use crate::text::truncate;
@@ -190,17 +191,12 @@ pub(super) fn classify(
                 .get("retry_after")
                 .and_then(Value::as_f64)
                 .and_then(seconds)
-                .or_else(|| retry_after_header(headers))
-                .unwrap_or(Duration::from_secs(1));
+                .or_else(|| retry_after_header(headers));
             let global = json.get("global").and_then(Value::as_bool).unwrap_or(false)
                 || headers
                     .get("x-ratelimit-global")
                     .is_some_and(|value| value == "true");
-            Outcome::RateLimited {
-                error: error_text(status, body),
-                after,
-                global,
-            }
+            rate_limited(error_text(status, body), after, global)
         }
         _ if code == Some(UNKNOWN_WEBHOOK) || status == 404 => Outcome::Gone {
             status,

@@ -18,6 +18,13 @@ use crate::templates::Rendered;
 /// `User-Agent` of every outgoing request.
 pub const USER_AGENT: &str = concat!("pencil-bridge/", env!("CARGO_PKG_VERSION"));
 
+/// Shortest wait after a `429`, whatever `Retry-After` says, so that a
+/// platform answering `Retry-After: 0` is not sent a request per round trip.
+const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_millis(250);
+
+/// Wait after a `429` when the platform gives none.
+const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
+
 /// Longest platform error text kept with an attempt.
 const MAX_ERROR_CHARS: usize = 500;
 
@@ -272,17 +279,24 @@ fn seconds(value: f64) -> Option<Duration> {
     (value.is_finite() && value >= 0.0).then(|| Duration::from_secs_f64(value.min(86_400.0)))
 }
 
+/// A `429` outcome that waits `after` (at least [`MIN_RATE_LIMIT_WAIT`]).
+fn rate_limited(error: String, after: Option<Duration>, global: bool) -> Outcome {
+    Outcome::RateLimited {
+        error,
+        after: after
+            .unwrap_or(DEFAULT_RATE_LIMIT_WAIT)
+            .max(MIN_RATE_LIMIT_WAIT),
+        global,
+    }
+}
+
 /// Classification shared by the email relay and generic webhooks: `2xx`
 /// delivered, `429`/`503` wait for `Retry-After`, other `5xx` retry, other
 /// `4xx` permanent.
 fn classify_by_status(status: u16, headers: &HeaderMap, body: &str) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered { status },
-        429 => Outcome::RateLimited {
-            error: error_text(status, body),
-            after: retry_after_header(headers).unwrap_or(Duration::from_secs(1)),
-            global: false,
-        },
+        429 => rate_limited(error_text(status, body), retry_after_header(headers), false),
         500..=599 => Outcome::Retry {
             status: Some(status),
             error: error_text(status, body),
@@ -319,5 +333,15 @@ mod tests {
 
         headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after_header(&headers), None);
+    }
+
+    #[test]
+    fn rate_limit_wait_has_a_floor() {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "0".parse().unwrap());
+        let outcome = classify_by_status(429, &headers, "");
+        assert!(
+            matches!(outcome, Outcome::RateLimited { after, .. } if after == MIN_RATE_LIMIT_WAIT)
+        );
     }
 }

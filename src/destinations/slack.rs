@@ -1,11 +1,12 @@
 //! Slack incoming webhooks: `{text}` in mrkdwn or a Block Kit body.
 
-use std::time::Duration;
-
 use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use super::{error_text, parse_object, require_text, retry_after_header, Outcome, RenderedMessage};
+use super::{
+    error_text, parse_object, rate_limited, require_text, retry_after_header, Outcome,
+    RenderedMessage,
+};
 use crate::text::truncate;
 
 /// Slack cuts top-level `text` above 40,000 characters and advises staying
@@ -113,11 +114,7 @@ fn cut_string(value: Option<&mut Value>, limit: usize) {
 pub(super) fn classify(status: u16, headers: &HeaderMap, body: &str) -> Outcome {
     let code = body.trim();
     if status == 429 {
-        return Outcome::RateLimited {
-            error: error_text(status, body),
-            after: retry_after_header(headers).unwrap_or(Duration::from_secs(1)),
-            global: false,
-        };
+        return rate_limited(error_text(status, body), retry_after_header(headers), false);
     }
     if (200..300).contains(&status) {
         return Outcome::Delivered { status };

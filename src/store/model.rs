@@ -30,7 +30,8 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad` honours width and alignment, for the `deliveries list` table.
+        f.pad(self.as_str())
     }
 }
 

@@ -244,7 +244,7 @@ impl Store for SqliteStore {
         };
         sqlx::query(
             "UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = attempts + 1,
-                 failures = failures + ?, last_error = COALESCE(?, last_error),
+                 failures = failures + ?, last_error = ?,
                  lease_until = NULL, updated_at = ?
              WHERE id = ?",
         )
