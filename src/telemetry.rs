@@ -13,7 +13,15 @@ pub enum LogFormat {
 /// Installs the global subscriber; `RUST_LOG` overrides the `info` default.
 /// Standard output stays free for the `log` destination and command output.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(err) => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                eprintln!("warning: RUST_LOG is invalid ({err}); logging at info");
+            }
+            EnvFilter::new("info")
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -27,6 +27,12 @@ pub enum ConfigError {
 /// Reads and parses the configuration at `path`. Semantic checks happen in
 /// [`super::ValidConfig::new`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    if path.is_dir() {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            message: "is a directory; pass the config file itself with --config".to_owned(),
+        });
+    }
     if !path.is_file() {
         return Err(ConfigError::NotFound {
             path: path.to_owned(),
@@ -55,6 +61,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         config.templates.dir = base.join(&config.templates.dir);
     }
     config.store.url = resolve_sqlite_url(&config.store.url, base);
+    let files = config
+        .secrets
+        .iter_mut()
+        .map(|secret| &mut secret.value_file);
+    let destination_files = config
+        .destinations
+        .values_mut()
+        .flat_map(|destination| [&mut destination.url_file, &mut destination.token_file]);
+    for file in files.chain(destination_files).flatten() {
+        if file.is_relative() {
+            *file = base.join(&*file);
+        }
+    }
     Ok(config)
 }
 

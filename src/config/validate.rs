@@ -136,6 +136,10 @@ fn check_destinations(
                 None
             }
         };
+        // A URL that is given but unreadable was reported just above.
+        let url_given = destination.url.is_some()
+            || destination.url_env.is_some()
+            || destination.url_file.is_some();
         let token = match secret::resolve(
             &format!("{prefix}.token"),
             destination.token.as_deref(),
@@ -148,7 +152,12 @@ fn check_destinations(
                 None
             }
         };
-        check_destination_fields(&prefix, destination, url.as_ref(), token.as_ref(), problems);
+        let url_state = match &url {
+            Some(url) => UrlState::Read(url),
+            None if url_given => UrlState::Unreadable,
+            None => UrlState::Missing,
+        };
+        check_destination_fields(&prefix, destination, url_state, token.as_ref(), problems);
         resolved.insert(
             name.clone(),
             DestinationSettings {
@@ -163,20 +172,28 @@ fn check_destinations(
     resolved
 }
 
+/// What is known of a destination's URL.
+enum UrlState<'a> {
+    Read(&'a Secret),
+    /// Given as `url_env` or `url_file`, but that could not be read.
+    Unreadable,
+    Missing,
+}
+
 fn check_destination_fields(
     prefix: &str,
     destination: &DestinationConfig,
-    url: Option<&Secret>,
+    url: UrlState<'_>,
     token: Option<&Secret>,
     problems: &mut Problems,
 ) {
     let kind = destination.kind;
     let needs_url = kind != DestinationKind::Log;
     match (needs_url, url) {
-        (true, None) => problems.push(format!(
+        (true, UrlState::Missing) => problems.push(format!(
             "{prefix}: a {kind} destination needs `url`, `url_env` or `url_file`"
         )),
-        (true, Some(url)) => {
+        (true, UrlState::Read(url)) => {
             let parsed = reqwest::Url::parse(url.expose());
             let scheme_ok = matches!(&parsed, Ok(url) if matches!(url.scheme(), "http" | "https"));
             if !scheme_ok {
@@ -185,10 +202,10 @@ fn check_destination_fields(
                 ));
             }
         }
-        (false, Some(_)) => problems.push(format!(
+        (false, UrlState::Read(_) | UrlState::Unreadable) => problems.push(format!(
             "{prefix}.url: a log destination sends nothing over HTTP; remove the URL"
         )),
-        (false, None) => {}
+        (true, UrlState::Unreadable) | (false, UrlState::Missing) => {}
     }
 
     let only_for = |field: &str, set: bool, allowed: DestinationKind, problems: &mut Problems| {
@@ -479,6 +496,19 @@ mod tests {
         let problems = problems_of(text);
         assert!(
             problems[0].contains("PENCIL_TEST_SURELY_UNSET is not set"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unset_url_variable_is_one_problem() {
+        let text = format!(
+            "{BASE}[destinations.d]\nkind = \"slack\"\nurl_env = \"PENCIL_TEST_URL_SURELY_UNSET\"\n"
+        );
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("PENCIL_TEST_URL_SURELY_UNSET"),
             "{problems:?}"
         );
     }

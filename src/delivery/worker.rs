@@ -219,7 +219,7 @@ async fn attempt(context: &AttemptContext, delivery: Delivery) -> Effect {
             attempt = number,
             status = status.map(i64::from),
             error = error.as_deref().unwrap_or(""),
-            next_attempt = %at.to_rfc3339(),
+            next_attempt = %at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "delivery attempt failed; will retry"
         ),
         Next::Dead { error } => tracing::error!(

@@ -1,5 +1,7 @@
 //! `POST /webhooks/pencil`: authenticate, parse, route, render, store.
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,6 +16,36 @@ use crate::auth::authenticate;
 use crate::event::Event;
 use crate::store::{Inserted, NewDelivery, NewEvent};
 
+/// Shortest time between two log lines about rejected requests.
+const REJECTION_LOG_INTERVAL_MS: i64 = 10_000;
+
+/// When the next rejection may be logged (epoch ms), and how many were not.
+static NEXT_REJECTION_LOG_MS: AtomicI64 = AtomicI64::new(0);
+static UNLOGGED_REJECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Logs a rejected request, at most one per interval with the count of
+/// those skipped, so that unauthenticated traffic cannot flood the log.
+/// `/metrics` counts every rejection.
+fn log_rejection(err: &IngestError) {
+    let now = Utc::now().timestamp_millis();
+    let next = NEXT_REJECTION_LOG_MS.load(Ordering::Relaxed);
+    let due = now >= next
+        && NEXT_REJECTION_LOG_MS
+            .compare_exchange(
+                next,
+                now + REJECTION_LOG_INTERVAL_MS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+    if due {
+        let skipped = UNLOGGED_REJECTIONS.swap(0, Ordering::Relaxed);
+        tracing::info!(error = %err, skipped, "webhook rejected");
+    } else {
+        UNLOGGED_REJECTIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let runtime = state.runtime.load_full();
     let result = ingest(&state, &runtime, &headers, body).await;
@@ -23,7 +55,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bo
             _ => "rejected",
         };
         state.metrics.event_received("", "", result);
-        tracing::info!(error = %err, "webhook rejected");
+        log_rejection(err);
     }
     match result {
         Ok(response) => response,
