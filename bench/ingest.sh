@@ -20,9 +20,11 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [[ -n "${keep_log:-}" ]] && cp "$work/bridge.log" "$keep_log"
   rm -rf "$work"
 }
 trap cleanup EXIT
+keep_log=${KEEP_LOG:-}
 
 wait_for() {
   for _ in $(seq 1 500); do

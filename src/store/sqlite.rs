@@ -26,7 +26,10 @@ const INSERT_QUEUE: usize = 1024;
 type InsertReply = oneshot::Sender<Result<Inserted, StoreError>>;
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// The only connection that writes.
+    writer: SqlitePool,
+    /// Connections for queries that only read.
+    reader: SqlitePool,
     inserts: mpsc::Sender<(NewEvent, InsertReply)>,
 }
 
@@ -37,20 +40,34 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL makes every commit durable before `202` goes out, even
-            // across power loss; batching keeps the fsync cost shared.
-            .synchronous(SqliteSynchronous::Full)
+            // Ingest commits switch to FULL (see `insert_batch`). Claims and
+            // attempt records stay NORMAL: a process crash keeps them, and a
+            // power loss can roll back only those after the last ingest,
+            // which makes a delivery due again, so it is sent at least once.
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+
+        // SQLite lets one connection write at a time, and a connection that
+        // finds the lock taken sleeps in steps of up to 100 ms. One writer
+        // connection makes writes queue in the pool instead, without sleeps.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.read_only(true))
+            .await?;
 
         let (inserts, queue) = mpsc::channel(INSERT_QUEUE);
-        tokio::spawn(write_batches(pool.clone(), queue));
-        Ok(Self { pool, inserts })
+        tokio::spawn(write_batches(writer.clone(), queue));
+        Ok(Self {
+            writer,
+            reader,
+            inserts,
+        })
     }
 }
 
@@ -97,7 +114,24 @@ async fn insert_batch(
     pool: &SqlitePool,
     events: &[&NewEvent],
 ) -> Result<Vec<Inserted>, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut connection = pool.acquire().await?;
+    // This commit must reach the disk before `202` goes out. The WAL sync
+    // it makes also covers the claims and attempt records committed before.
+    sqlx::query("PRAGMA synchronous = FULL")
+        .execute(&mut *connection)
+        .await?;
+    let results = insert_events(&mut connection, events).await;
+    sqlx::query("PRAGMA synchronous = NORMAL")
+        .execute(&mut *connection)
+        .await?;
+    results
+}
+
+async fn insert_events(
+    connection: &mut sqlx::SqliteConnection,
+    events: &[&NewEvent],
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut tx = sqlx::Connection::begin(connection).await?;
     let mut results = Vec::with_capacity(events.len());
     for event in events {
         let inserted = sqlx::query(
@@ -207,7 +241,7 @@ impl Store for SqliteStore {
         .bind(destination)
         .bind(now)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(row.as_ref().map(delivery_from_row).transpose()?)
     }
@@ -219,7 +253,7 @@ impl Store for SqliteStore {
         next: Next,
     ) -> Result<(), StoreError> {
         let now = millis(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO attempts (delivery_id, started_at, duration_ms, status, outcome, error)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -264,7 +298,7 @@ impl Store for SqliteStore {
         for id in ids {
             sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE id = ?")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(())
@@ -273,7 +307,7 @@ impl Store for SqliteStore {
     async fn release_all(&self) -> Result<u64, StoreError> {
         let done =
             sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL")
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected())
     }
@@ -284,13 +318,13 @@ impl Store for SqliteStore {
              WHERE destination = ? AND status IN ('pending', 'scheduled')",
         )
         .bind(destination)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await?;
         Ok(next.map(from_millis))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
@@ -305,7 +339,7 @@ impl Store for SqliteStore {
         .bind(filter.destination.as_deref())
         .bind(filter.since.map(millis))
         .bind(i64::from(filter.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         Ok(rows
             .iter()
@@ -318,7 +352,7 @@ impl Store for SqliteStore {
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -326,14 +360,14 @@ impl Store for SqliteStore {
         let delivery = delivery_from_row(&row)?;
         let event = sqlx::query("SELECT body, environment FROM events WHERE id = ?")
             .bind(&delivery.event_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         let attempts = sqlx::query(
             "SELECT started_at, duration_ms, status, outcome, error FROM attempts
              WHERE delivery_id = ? ORDER BY id",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(|row| {
@@ -367,7 +401,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -378,7 +412,7 @@ impl Store for SqliteStore {
         )
         .bind(body)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -394,7 +428,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now)
         .bind(destination)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -407,7 +441,7 @@ impl Store for SqliteStore {
                  SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END) AS dead
              FROM deliveries WHERE status != 'delivered' GROUP BY destination",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| {
@@ -424,7 +458,7 @@ impl Store for SqliteStore {
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let cutoff = millis(before);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let attempts = sqlx::query(
             "DELETE FROM attempts WHERE delivery_id IN
                  (SELECT id FROM deliveries WHERE status = 'delivered' AND updated_at < ?)",
