@@ -756,3 +756,45 @@ async fn rejected_reload_keeps_running_config() {
     tokio::time::sleep(QUIET).await;
     assert_each_event_once(&slack, 200, 3);
 }
+
+#[tokio::test]
+async fn removed_destination_keeps_its_deliveries() {
+    let app = spawn_app_with(joins_to(&["slack"])).await;
+    let slack = Recorder::new();
+    let unavailable = slack.response(503).body("upstream_unavailable");
+    mount_response(&app.slack, SLACK_PATH, unavailable, None).await;
+    post_joins(&app, 0..2).await;
+    slack
+        .wait_until(PROMPT, "two Slack requests", |log| log.len() >= 2)
+        .await;
+
+    // A reload renames the destination, so `slack` has no worker any more.
+    let original = std::fs::read_to_string(&app.config_path).expect("read config");
+    let renamed = original
+        .replace("[destinations.slack]", "[destinations.chat]")
+        .replace("to = [\"slack\"]", "to = [\"chat\"]");
+    std::fs::write(&app.config_path, renamed).expect("write config");
+    app.reload().await.expect("reload without slack");
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains("pencil_bridge_queue_depth{destination=\"slack\"} 2"),
+        "{metrics}"
+    );
+    for delivery in deliveries_to(&app, "slack").await {
+        assert_eq!(
+            delivery.status,
+            Status::Scheduled,
+            "delivery {}",
+            delivery.id
+        );
+    }
+
+    // Bringing the destination back sends each waiting delivery once.
+    let accepted = slack.response(200).body("ok");
+    mount_response_first(&app.slack, SLACK_PATH, accepted, None).await;
+    std::fs::write(&app.config_path, original).expect("restore config");
+    app.reload().await.expect("reload with slack");
+    slack.wait_for_responded(200, 2, PROMPT).await;
+    tokio::time::sleep(QUIET).await;
+    assert_each_event_once(&slack, 200, 2);
+}

@@ -61,6 +61,7 @@ pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::new());
     let dispatcher = Arc::new(Dispatcher::new(store.clone(), metrics.clone()));
     dispatcher.start(&runtime).await;
+    warn_about_orphans(store.as_ref(), &runtime).await;
     tracing::info!(
         %addr,
         routes = runtime.router.routes().len(),
@@ -136,6 +137,7 @@ impl Running {
                     );
                 }
                 self.state.dispatcher.restart(&runtime).await;
+                warn_about_orphans(self.state.store.as_ref(), &runtime).await;
                 tracing::info!(
                     routes = runtime.router.routes().len(),
                     destinations = runtime.config.destinations.len(),
@@ -150,6 +152,27 @@ impl Running {
                 self.state.metrics.reloaded("failure");
                 Err(err)
             }
+        }
+    }
+}
+
+/// Logs deliveries that wait for a destination the config no longer has:
+/// they stay stored, and go out once the destination is configured again.
+async fn warn_about_orphans(store: &dyn Store, runtime: &Runtime) {
+    let stats = match store.queue_stats().await {
+        Ok(stats) => stats,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read queue figures");
+            return;
+        }
+    };
+    for stat in stats {
+        if stat.waiting > 0 && !runtime.config.destinations.contains_key(&stat.destination) {
+            tracing::warn!(
+                destination = %stat.destination,
+                deliveries = stat.waiting,
+                "deliveries wait for a destination that is not in the config; add it back to send them"
+            );
         }
     }
 }

@@ -30,7 +30,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let runtime = state.runtime.load();
-    let destinations: BTreeSet<String> = runtime.config.destinations.keys().cloned().collect();
+    let mut destinations: BTreeSet<String> = runtime.config.destinations.keys().cloned().collect();
     let stats = match state.store.queue_stats().await {
         Ok(stats) => stats,
         Err(err) => {
@@ -38,6 +38,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             Vec::new()
         }
     };
+    // Deliveries kept for a destination that a reload removed still show.
+    destinations.extend(stats.iter().map(|stat| stat.destination.clone()));
     let text = state.metrics.encode(&destinations, &stats);
     (
         [(
