@@ -798,3 +798,30 @@ async fn removed_destination_keeps_its_deliveries() {
     tokio::time::sleep(QUIET).await;
     assert_each_event_once(&slack, 200, 2);
 }
+
+#[tokio::test]
+async fn send_test_delivers_now_and_prints_answer() {
+    let app = spawn_app_with(joins_to(&["slack"])).await;
+    let slack = Recorder::new();
+    mount_response(&app.slack, SLACK_PATH, slack.response(200).body("ok"), None).await;
+
+    let output = bridge_command(&app, &["send-test", "slack"]).await;
+    let stdout = stdout_of(&output);
+    assert!(output.status.success(), "stdout: {stdout}");
+    assert!(stdout.contains("delivered: HTTP 200"), "stdout: {stdout}");
+    assert_eq!(slack.requests().len(), 1, "requests to Slack");
+    assert!(!stdout.contains("slacksecretpath"), "stdout: {stdout}");
+
+    let refused = Recorder::new();
+    mount_response_first(
+        &app.slack,
+        SLACK_PATH,
+        refused.response(404).body("no_service"),
+        None,
+    )
+    .await;
+    let output = bridge_command(&app, &["send-test", "slack"]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "stdout: {stdout}");
+    assert!(stdout.contains("the webhook is gone"), "stdout: {stdout}");
+}

@@ -4,14 +4,21 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
+use serde_json::{Map, Value};
 
+use crate::config::RouteConfig;
 use crate::context::event_context;
-use crate::destinations::{self, Outcome, Request};
+use crate::destinations::{self, Answer, Outcome, Request};
 use crate::event::Event;
-use crate::routing::Router;
+use crate::routing::{Route, Router};
 use crate::runtime::Runtime;
 use crate::samples::SAMPLES;
 
+/// Sample sent when no event file is given.
+const DEFAULT_SAMPLE: &str = "RECORDING_AVAILABLE.json";
+
+/// Sends one message to `destination` and prints the platform's answer.
+/// Returns true when the destination accepted it.
 pub async fn run(
     config_path: &Path,
     destination: &str,
@@ -30,45 +37,14 @@ pub async fn run(
             known.join(", ")
         );
     };
-    let body = match event_path {
-        Some(path) => std::fs::read(path)
-            .with_context(|| format!("cannot read event file {}", path.display()))?,
-        None => SAMPLES
-            .iter()
-            .find(|(name, _)| *name == "RECORDING_AVAILABLE.json")
-            .map(|(_, body)| body.as_bytes().to_vec())
-            .expect("the recording sample is built in"),
-    };
-    let event = Event::parse(&body).context("the event file is not a Pencil event")?;
+    let event = read_event(event_path)?;
     let environment = runtime
         .config
         .secrets
         .first()
-        .map_or("production", |s| s.environment.as_str());
+        .map_or("production", |secret| secret.environment.as_str());
     let context = event_context(&event, environment, Utc::now(), &runtime.directory);
-
-    // The first route that matches and sends to this destination chooses
-    // the template; without one, the generic template is used.
-    let route = runtime
-        .router
-        .matching(&event.event_type, &context)
-        .into_iter()
-        .find(|route| route.to.iter().any(|name| name == destination))
-        .cloned();
-    let route = match route {
-        Some(route) => route,
-        None => {
-            let config = crate::config::RouteConfig {
-                name: "send-test".to_owned(),
-                when: Default::default(),
-                unless: Default::default(),
-                template: "generic".to_owned(),
-                to: vec![destination.to_owned()],
-                stop: false,
-            };
-            Router::new(&[config]).routes()[0].clone()
-        }
-    };
+    let route = choose_route(&runtime, &event, &context, destination);
     let body = runtime
         .render(&route, settings, &context)
         .map_err(|reason| anyhow::anyhow!("cannot render the message: {reason}"))?;
@@ -85,8 +61,53 @@ pub async fn run(
         "route {} template {} -> {destination}",
         route.name, route.template
     );
-    let delivered = matches!(answer.outcome, Outcome::Delivered { .. });
-    match answer.outcome {
+    print_answer(&answer);
+    Ok(matches!(answer.outcome, Outcome::Delivered { .. }))
+}
+
+/// Reads the event file, or the built-in recording sample without one.
+fn read_event(event_path: Option<&Path>) -> anyhow::Result<Event> {
+    let body = match event_path {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read event file {}", path.display()))?,
+        None => SAMPLES
+            .iter()
+            .find(|(name, _)| *name == DEFAULT_SAMPLE)
+            .map(|(_, body)| body.as_bytes().to_vec())
+            .expect("the recording sample is built in"),
+    };
+    Event::parse(&body).context("the event file is not a Pencil event")
+}
+
+/// The first route that matches the event and sends to `destination`
+/// chooses the template; without one, the `generic` template is used.
+fn choose_route(
+    runtime: &Runtime,
+    event: &Event,
+    context: &Map<String, Value>,
+    destination: &str,
+) -> Route {
+    let matching = runtime
+        .router
+        .matching(&event.event_type, context)
+        .into_iter()
+        .find(|route| route.to.iter().any(|name| name == destination));
+    if let Some(route) = matching {
+        return route.clone();
+    }
+    let config = RouteConfig {
+        name: "send-test".to_owned(),
+        when: Default::default(),
+        unless: Default::default(),
+        template: "generic".to_owned(),
+        to: vec![destination.to_owned()],
+        stop: false,
+    };
+    Router::new(&[config]).routes()[0].clone()
+}
+
+fn print_answer(answer: &Answer) {
+    match &answer.outcome {
         Outcome::Delivered { status } => println!(
             "delivered: HTTP {status} in {} ms",
             answer.duration.as_millis()
@@ -98,5 +119,4 @@ pub async fn run(
         Outcome::Permanent { error, .. } => println!("rejected: {error}"),
         Outcome::Gone { error, .. } => println!("the webhook is gone: {error}"),
     }
-    Ok(delivered)
 }

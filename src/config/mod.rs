@@ -1,5 +1,6 @@
 //! Configuration: the file schema, loading with figment, secrets and validation.
 
+mod destination_checks;
 mod duration;
 mod load;
 mod secret;

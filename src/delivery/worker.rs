@@ -5,15 +5,16 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::limiter::Limiter;
 use super::policy;
 use crate::config::{DeliveryConfig, DestinationSettings};
-use crate::destinations::{self, Outcome, Request};
+use crate::destinations::{self, Answer, Outcome, Request};
 use crate::metrics::Metrics;
 use crate::store::{Attempt, Delivery, Next, Store};
 
@@ -174,32 +175,24 @@ impl Worker {
 
 /// Sends one delivery, records the attempt and decides what comes next.
 async fn attempt(context: &AttemptContext, delivery: Delivery) -> Effect {
+    let span = tracing::info_span!(
+        "delivery",
+        delivery_id = delivery.id,
+        event_id = %delivery.event_id,
+        route = %delivery.route,
+        destination = %context.settings.name,
+        attempt = delivery.attempts + 1
+    );
+    send_and_record(context, delivery).instrument(span).await
+}
+
+async fn send_and_record(context: &AttemptContext, delivery: Delivery) -> Effect {
     let destination = context.settings.name.as_str();
     let started_at = Utc::now();
-    let number = delivery.attempts + 1;
-    let span = tracing::info_span!("delivery", delivery_id = delivery.id, event_id = %delivery.event_id, route = %delivery.route, %destination, attempt = number);
-    let _entered = span.enter();
-
     if policy::expired(&delivery, &context.delivery, started_at) {
-        let error = format!(
-            "not sent: older than delivery.max_age = {}",
-            humantime::format_duration(context.delivery.max_age)
-        );
-        tracing::error!(delivery_id = delivery.id, %destination, %error, "delivery is dead");
-        let attempt = Attempt {
-            started_at,
-            duration_ms: 0,
-            status: None,
-            outcome: "expired".into(),
-            error: Some(error.clone()),
-        };
-        finish(context, delivery.id, attempt, Next::Dead { error }).await;
-        context
-            .metrics
-            .attempt_finished(destination, "dead", Duration::ZERO);
+        expire(context, &delivery, started_at).await;
         return Effect::None;
     }
-    drop(_entered);
 
     let request = Request {
         event_id: &delivery.event_id,
@@ -209,29 +202,7 @@ async fn attempt(context: &AttemptContext, delivery: Delivery) -> Effect {
     let answer = destinations::send(&context.client, &context.settings, request).await;
     let next = policy::next(&answer.outcome, &delivery, &context.delivery, Utc::now());
     let (status, outcome_name, error) = describe(&answer.outcome);
-
-    let _entered = span.enter();
-    match &next {
-        Next::Delivered => tracing::debug!(delivery_id = delivery.id, %destination, "delivered"),
-        Next::Retry { at, .. } => tracing::warn!(
-            delivery_id = delivery.id,
-            %destination,
-            attempt = number,
-            status = status.map(i64::from),
-            error = error.as_deref().unwrap_or(""),
-            next_attempt = %at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "delivery attempt failed; will retry"
-        ),
-        Next::Dead { error } => tracing::error!(
-            delivery_id = delivery.id,
-            %destination,
-            attempt = number,
-            status = status.map(i64::from),
-            %error,
-            "delivery is dead"
-        ),
-    }
-    drop(_entered);
+    log_result(&delivery, destination, status, error.as_deref(), &next);
 
     let metric_outcome = match &next {
         Next::Dead { .. } => "dead",
@@ -248,7 +219,64 @@ async fn attempt(context: &AttemptContext, delivery: Delivery) -> Effect {
         error,
     };
     finish(context, delivery.id, attempt, next).await;
+    effect_of(&answer)
+}
 
+/// Marks a delivery older than `delivery.max_age` dead without sending it.
+async fn expire(context: &AttemptContext, delivery: &Delivery, started_at: DateTime<Utc>) {
+    let destination = context.settings.name.as_str();
+    let error = format!(
+        "not sent: older than delivery.max_age = {}",
+        humantime::format_duration(context.delivery.max_age)
+    );
+    tracing::error!(delivery_id = delivery.id, %destination, %error, "delivery is dead");
+    let attempt = Attempt {
+        started_at,
+        duration_ms: 0,
+        status: None,
+        outcome: "expired".into(),
+        error: Some(error.clone()),
+    };
+    finish(context, delivery.id, attempt, Next::Dead { error }).await;
+    context
+        .metrics
+        .attempt_finished(destination, "dead", Duration::ZERO);
+}
+
+/// Logs a retry at warn and a dead letter at error.
+fn log_result(
+    delivery: &Delivery,
+    destination: &str,
+    status: Option<u16>,
+    error: Option<&str>,
+    next: &Next,
+) {
+    let attempt = delivery.attempts + 1;
+    let status = status.map(i64::from);
+    match next {
+        Next::Delivered => tracing::debug!(delivery_id = delivery.id, %destination, "delivered"),
+        Next::Retry { at, .. } => tracing::warn!(
+            delivery_id = delivery.id,
+            %destination,
+            attempt,
+            status,
+            error = error.unwrap_or(""),
+            next_attempt = %at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "delivery attempt failed; will retry"
+        ),
+        Next::Dead { error } => tracing::error!(
+            delivery_id = delivery.id,
+            %destination,
+            attempt,
+            status,
+            %error,
+            "delivery is dead"
+        ),
+    }
+}
+
+/// What the worker must do about its destination after this answer.
+fn effect_of(answer: &Answer) -> Effect {
     match answer.outcome {
         Outcome::Gone { .. } => Effect::Gone,
         Outcome::RateLimited { after, global, .. } => Effect::Pause {

@@ -25,6 +25,9 @@ const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_millis(250);
 /// Wait after a `429` when the platform gives none.
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 
+/// Bytes of a destination's answer that are read; the rest is dropped.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
 /// Longest platform error text kept with an attempt.
 const MAX_ERROR_CHARS: usize = 500;
 
@@ -135,35 +138,64 @@ pub async fn send(
     request: Request<'_>,
 ) -> Answer {
     let started = Instant::now();
-    if settings.kind == DestinationKind::Log {
-        log::print(request.body);
-        return Answer {
-            outcome: Outcome::Delivered { status: 200 },
-            pause: None,
-            duration: started.elapsed(),
-        };
+    let (outcome, pause) = match settings.kind {
+        DestinationKind::Log => {
+            log::print(request.body);
+            (Outcome::Delivered { status: 200 }, None)
+        }
+        _ => post(client, settings, &request).await,
+    };
+    Answer {
+        outcome,
+        pause,
+        duration: started.elapsed(),
     }
+}
+
+/// POSTs the body to an HTTP destination and classifies the answer.
+async fn post(
+    client: &reqwest::Client,
+    settings: &DestinationSettings,
+    request: &Request<'_>,
+) -> (Outcome, Option<Duration>) {
     let url = settings
         .url
         .as_ref()
-        .expect("validation requires a URL for HTTP kinds");
-    let mut url = match reqwest::Url::parse(url.expose()) {
-        Ok(url) => url,
-        Err(_) => {
-            return Answer {
-                outcome: Outcome::Permanent {
-                    status: 0,
-                    error: "the destination URL is invalid".to_owned(),
-                },
-                pause: None,
-                duration: started.elapsed(),
-            }
-        }
+        .map(|url| reqwest::Url::parse(url.expose()));
+    let Some(Ok(mut url)) = url else {
+        let error = "the destination URL is missing or invalid".to_owned();
+        return (Outcome::Permanent { status: 0, error }, None);
     };
     if settings.kind == DestinationKind::Discord {
         discord::add_wait(&mut url);
     }
 
+    let result = client
+        .post(url)
+        .headers(request_headers(settings, request))
+        .body(request.body.to_owned())
+        .send()
+        .await;
+    let response = match result {
+        Ok(response) => response,
+        Err(err) => return (transport_failure(err), None),
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = read_limited(response).await;
+    match settings.kind {
+        DestinationKind::Slack => (slack::classify(status, &headers, &text), None),
+        DestinationKind::Discord => discord::classify(status, &headers, &text),
+        DestinationKind::Email => (email::classify(status, &headers, &text), None),
+        DestinationKind::Webhook | DestinationKind::Log => {
+            (webhook::classify(status, &headers, &text), None)
+        }
+    }
+}
+
+/// Headers of every request: JSON, the idempotency key, the event id and,
+/// for an email relay, the Bearer token (marked sensitive so it never prints).
+fn request_headers(settings: &DestinationSettings, request: &Request<'_>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Ok(key) = HeaderValue::from_str(request.idempotency_key) {
@@ -178,40 +210,21 @@ pub async fn send(
             headers.insert(AUTHORIZATION, value);
         }
     }
+    headers
+}
 
-    let result = client
-        .post(url)
-        .headers(headers)
-        .body(request.body.to_owned())
-        .send()
-        .await;
-    let response = match result {
-        Ok(response) => response,
-        Err(err) => {
-            return Answer {
-                outcome: transport_failure(err),
-                pause: None,
-                duration: started.elapsed(),
-            }
+/// Reads at most [`MAX_RESPONSE_BYTES`] of an answer's body, which is all
+/// the classification and the stored error text need.
+async fn read_limited(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_RESPONSE_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_RESPONSE_BYTES {
+            break;
         }
-    };
-    let status = response.status().as_u16();
-    let response_headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    let duration = started.elapsed();
-    let (outcome, pause) = match settings.kind {
-        DestinationKind::Slack => (slack::classify(status, &response_headers, &text), None),
-        DestinationKind::Discord => discord::classify(status, &response_headers, &text),
-        DestinationKind::Email => (email::classify(status, &response_headers, &text), None),
-        DestinationKind::Webhook | DestinationKind::Log => {
-            (webhook::classify(status, &response_headers, &text), None)
-        }
-    };
-    Answer {
-        outcome,
-        pause,
-        duration,
     }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// Timeouts and connection errors are worth retrying. The URL is removed

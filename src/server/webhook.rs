@@ -1,8 +1,9 @@
 //! `POST /webhooks/pencil`: authenticate, parse, route, render, store.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use axum::body::{to_bytes, Body};
+use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +15,7 @@ use super::error::IngestError;
 use super::AppState;
 use crate::auth::authenticate;
 use crate::event::Event;
+use crate::runtime::Runtime;
 use crate::store::{Inserted, NewDelivery, NewEvent};
 
 /// Shortest time between two log lines about rejected requests.
@@ -65,7 +67,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bo
 
 async fn ingest(
     state: &AppState,
-    runtime: &crate::runtime::Runtime,
+    runtime: &Runtime,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
@@ -77,51 +79,14 @@ async fn ingest(
         .to_owned();
 
     let limit = runtime.config.config.server.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(IngestError::TooLarge { limit });
-    }
-    let bytes = to_bytes(body, limit).await.map_err(|err| {
-        let too_large = std::error::Error::source(&err)
-            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            IngestError::TooLarge { limit }
-        } else {
-            IngestError::BadBody
-        }
-    })?;
-
+    let bytes = read_body(headers, body, limit).await?;
     let event = Event::parse(&bytes)?;
-    let received_at = Utc::now();
-    let planned = runtime.plan(&event, &environment, received_at);
-    let destinations: Vec<String> = planned
+    let new_event = plan_event(runtime, &event, &environment);
+    let destinations: BTreeSet<String> = new_event
+        .deliveries
         .iter()
         .map(|delivery| delivery.destination.clone())
         .collect();
-    let new_event = NewEvent {
-        id: event.id.clone(),
-        kind: event.kind.clone(),
-        event_type: event.event_type.clone(),
-        environment: environment.clone(),
-        body: event.to_json(),
-        received_at,
-        deliveries: planned
-            .into_iter()
-            .map(|delivery| NewDelivery {
-                route: delivery.route,
-                destination: delivery.destination,
-                body: delivery.body,
-            })
-            .collect(),
-    };
-    for delivery in &new_event.deliveries {
-        if let Err(reason) = &delivery.body {
-            tracing::error!(event_id = %event.id, route = %delivery.route, destination = %delivery.destination, %reason, "message not rendered; delivery stored as dead");
-        }
-    }
 
     let inserted = state.store.insert_event(new_event).await?;
     let response = match inserted {
@@ -147,4 +112,52 @@ async fn ingest(
         }
     };
     Ok(response)
+}
+
+/// Reads the body, up to `limit` bytes.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(IngestError::TooLarge { limit });
+    }
+    to_bytes(body, limit).await.map_err(|err| {
+        let too_large = std::error::Error::source(&err)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            IngestError::TooLarge { limit }
+        } else {
+            IngestError::BadBody
+        }
+    })
+}
+
+/// Routes and renders an event into the rows to store.
+fn plan_event(runtime: &Runtime, event: &Event, environment: &str) -> NewEvent {
+    let received_at = Utc::now();
+    let deliveries: Vec<NewDelivery> = runtime
+        .plan(event, environment, received_at)
+        .into_iter()
+        .map(|delivery| NewDelivery {
+            route: delivery.route,
+            destination: delivery.destination,
+            body: delivery.body,
+        })
+        .collect();
+    for delivery in &deliveries {
+        if let Err(reason) = &delivery.body {
+            tracing::error!(event_id = %event.id, route = %delivery.route, destination = %delivery.destination, %reason, "message not rendered; delivery stored as dead");
+        }
+    }
+    NewEvent {
+        id: event.id.clone(),
+        kind: event.kind.clone(),
+        event_type: event.event_type.clone(),
+        environment: environment.to_owned(),
+        body: event.to_json(),
+        received_at,
+        deliveries,
+    }
 }
