@@ -176,6 +176,15 @@ impl Metrics {
             .set(i64::from(healthy));
     }
 
+    /// Drops the series of a destination that a reload removed.
+    pub fn forget_destination(&self, destination: &str) {
+        let labels = DestinationLabels {
+            destination: destination.to_owned(),
+        };
+        self.healthy.remove(&labels);
+        self.attempt_seconds.remove(&labels);
+    }
+
     pub fn reloaded(&self, result: &str) {
         self.reloads
             .get_or_create(&ResultLabels {

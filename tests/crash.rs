@@ -407,7 +407,7 @@ async fn sigterm_mid_attempt_resends_after_restart() {
     // The attempt outlives the grace period, so it is cut off and released.
     let stderr = bridge.stop().await;
     assert!(
-        stderr.contains("released unfinished deliveries"),
+        stderr.contains("attempts cut short at shutdown"),
         "{stderr}"
     );
 

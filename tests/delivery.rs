@@ -533,7 +533,7 @@ async fn dead_delivery_listed_shown_and_retried() {
     mount_response_first(&app.slack, SLACK_PATH, slack.response(200).body("ok"), None).await;
     let retried =
         stdout_of(&bridge_command(&app, &["deliveries", "retry", &first.to_string()]).await);
-    assert!(retried.contains("is due now"), "{retried}");
+    assert!(retried.contains("1 delivery is due now"), "{retried}");
     // The idle worker looks at the store every 2 s.
     slack.wait_for_responded(200, 1, PROMPT).await;
     tokio::time::sleep(QUIET).await;
@@ -545,7 +545,7 @@ async fn dead_delivery_listed_shown_and_retried() {
 
     let command = ["deliveries", "retry", "--dead", "--destination", "slack"];
     let retried = stdout_of(&bridge_command(&app, &command).await);
-    assert!(retried.contains("1 dead deliveries"), "{retried}");
+    assert!(retried.contains("1 delivery is due now"), "{retried}");
     slack.wait_for_responded(200, 2, PROMPT).await;
     tokio::time::sleep(QUIET).await;
     assert_each_event_once(&slack, 200, 2);
@@ -824,4 +824,59 @@ async fn send_test_delivers_now_and_prints_answer() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "stdout: {stdout}");
     assert!(stdout.contains("the webhook is gone"), "stdout: {stdout}");
+}
+
+#[tokio::test]
+async fn reload_keeps_rate_limit_of_unchanged_destination() {
+    let app = spawn_app_with(AppOptions {
+        slack_extra: "rate_per_second = 1.0\nburst = 1\n".into(),
+        ..joins_to(&["slack"])
+    })
+    .await;
+    let slack = Recorder::new();
+    mount_response(&app.slack, SLACK_PATH, slack.response(200).body("ok"), None).await;
+
+    post_joins(&app, 0..1).await;
+    slack.wait_for_responded(200, 1, PROMPT).await;
+    app.reload().await.expect("reload the same config");
+    post_joins(&app, 1..2).await;
+    slack.wait_for_responded(200, 2, PROMPT).await;
+
+    let requests = slack.requests();
+    let waited = gap(&requests[0], &requests[1]);
+    assert!(
+        waited >= Duration::from_millis(800),
+        "second message after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn reload_lets_slow_attempt_finish() {
+    let app = spawn_app_with(AppOptions {
+        delivery: delivery_with(&[("timeout", "\"5s\"")]),
+        ..joins_to(&["slack"])
+    })
+    .await;
+    let slack = Recorder::new();
+    let slow = slack
+        .response(200)
+        .body("ok")
+        .delay(Duration::from_millis(2_500));
+    mount_response(&app.slack, SLACK_PATH, slow, None).await;
+
+    post_joins(&app, 0..1).await;
+    slack
+        .wait_until(PROMPT, "a request in flight", |log| !log.is_empty())
+        .await;
+    // Changing the destination replaces its worker; the attempt in flight
+    // outlives server.shutdown_grace (2 s) and must still complete.
+    let config = std::fs::read_to_string(&app.config_path).expect("read config");
+    let changed = config.replace("rate_per_second = 1000.0", "rate_per_second = 500.0");
+    std::fs::write(&app.config_path, changed).expect("write config");
+    app.reload().await.expect("reload");
+    tokio::time::sleep(QUIET).await;
+
+    assert_eq!(slack.requests().len(), 1, "requests to Slack");
+    let deliveries = deliveries_to(&app, "slack").await;
+    assert_eq!(deliveries[0].status, Status::Delivered);
 }

@@ -343,10 +343,7 @@ async fn unrendered_delivery_is_rendered_again_on_retry() {
         "stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        stdout.contains("1 of them rendered again"),
-        "stdout: {stdout}"
-    );
+    assert!(stdout.contains("1 delivery is due now"), "stdout: {stdout}");
 
     let requests = wait_for_requests(&app.slack, 1, Duration::from_secs(6)).await;
     assert_eq!(json_body(&requests[0])["text"], "case: fixed later");

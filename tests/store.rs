@@ -171,7 +171,7 @@ async fn dead_delivery_can_be_retried() {
     };
     assert_eq!(store.list(&filter).await.unwrap().len(), 1);
 
-    assert_eq!(store.retry_dead(Some("slack")).await.unwrap(), 1);
+    assert!(store.retry(delivery.id).await.unwrap());
     let again = store
         .claim("slack", Duration::from_secs(60))
         .await
@@ -302,4 +302,57 @@ async fn delivery_clears_earlier_error() {
     assert_eq!(detail.delivery.status, Status::Delivered);
     assert_eq!(detail.delivery.last_error, None);
     assert_eq!(detail.attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn retry_keeps_creation_time_and_restarts_age() {
+    let (_dir, store) = open().await;
+    let old = Utc::now() - chrono::Duration::days(2);
+    store.insert_event(event("e1", old)).await.unwrap();
+    let delivery = store
+        .claim("slack", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let dead = Next::Dead {
+        error: "too old".into(),
+    };
+    store
+        .finish_attempt(delivery.id, attempt(), dead)
+        .await
+        .unwrap();
+
+    assert!(store.retry(delivery.id).await.unwrap());
+    let again = store
+        .claim("slack", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.created_at.timestamp_millis(), old.timestamp_millis());
+    assert!(Utc::now() - again.age_from < chrono::Duration::seconds(5));
+}
+
+#[tokio::test]
+async fn set_body_replaces_undelivered_body_only() {
+    let (_dir, store) = open().await;
+    store.insert_event(event("e1", Utc::now())).await.unwrap();
+    let delivery = store
+        .claim("slack", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .set_body(delivery.id, "{\"text\":\"fixed\"}")
+        .await
+        .unwrap());
+    store
+        .finish_attempt(delivery.id, attempt(), Next::Delivered)
+        .await
+        .unwrap();
+    assert!(!store
+        .set_body(delivery.id, "{\"text\":\"late\"}")
+        .await
+        .unwrap());
+    let detail = store.get(delivery.id).await.unwrap().unwrap();
+    assert_eq!(detail.delivery.body, "{\"text\":\"fixed\"}");
 }

@@ -150,9 +150,10 @@ pub async fn show(config_path: &std::path::Path, id: i64) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Makes a delivery, or every dead one, due now. A dead delivery whose
-/// message could not be rendered when its event arrived is rendered again
-/// with the current config and templates first.
+/// Makes a delivery, or every dead one, due now. Each is rendered again
+/// from its stored event with the current config and templates first, so a
+/// fixed template takes effect. A delivery that cannot be rendered again
+/// keeps its stored body, or stays dead when it never had one.
 pub async fn retry(
     config_path: &std::path::Path,
     id: Option<i64>,
@@ -160,67 +161,64 @@ pub async fn retry(
     destination: Option<&str>,
 ) -> anyhow::Result<()> {
     let store = open_store(config_path).await?;
-    match (id, dead) {
+    let runtime = Runtime::load(config_path)?;
+    let ids = match (id, dead) {
         (Some(id), false) => {
             let Some(detail) = store.get(id).await? else {
                 bail!("no delivery with id {id}; `pencil-bridge deliveries list` shows the ids");
             };
-            if detail.delivery.body.is_empty() {
-                let runtime = Runtime::load(config_path)?;
-                render_again(store.as_ref(), &runtime, &detail).await?;
+            if detail.delivery.status == Status::Delivered {
+                bail!("delivery {id} was already delivered; nothing to retry");
             }
-            if !store.retry(id).await? {
-                bail!("delivery {id} cannot be retried: it was already delivered");
-            }
-            println!("delivery {id} is due now");
+            vec![id]
         }
         (None, true) => {
-            let rendered = render_unrendered(store.as_ref(), config_path, destination).await?;
-            let count = store.retry_dead(destination).await?;
-            println!("{count} dead deliveries are due now ({rendered} of them rendered again)");
+            let filter = ListFilter {
+                status: Some(Status::Dead),
+                destination: destination.map(str::to_owned),
+                since: None,
+                limit: u32::MAX,
+            };
+            store
+                .list(&filter)
+                .await?
+                .iter()
+                .map(|delivery| delivery.id)
+                .collect()
         }
         _ => bail!("give either a delivery ID or --dead"),
+    };
+
+    let mut due = 0;
+    let mut unrendered = 0;
+    for id in ids {
+        let Some(detail) = store.get(id).await? else {
+            continue;
+        };
+        if let Err(err) = render_again(store.as_ref(), &runtime, &detail).await {
+            if detail.delivery.body.is_empty() {
+                eprintln!("delivery {id} stays dead: {err:#}");
+                unrendered += 1;
+                continue;
+            }
+            eprintln!("delivery {id}: {err:#}; retrying with the stored body");
+        }
+        if store.retry(id).await? {
+            due += 1;
+        }
+    }
+    match due {
+        1 => println!("1 delivery is due now"),
+        count => println!("{count} deliveries are due now"),
+    }
+    if unrendered > 0 {
+        bail!("{unrendered} deliveries could not be rendered and stay dead; fix their templates, then retry them again");
     }
     Ok(())
 }
 
-/// Renders every dead, unrendered delivery again; returns how many.
-async fn render_unrendered(
-    store: &dyn Store,
-    config_path: &std::path::Path,
-    destination: Option<&str>,
-) -> anyhow::Result<usize> {
-    let filter = ListFilter {
-        status: Some(Status::Dead),
-        destination: destination.map(str::to_owned),
-        since: None,
-        limit: u32::MAX,
-    };
-    let unrendered: Vec<_> = store
-        .list(&filter)
-        .await?
-        .into_iter()
-        .filter(|d| d.body.is_empty())
-        .collect();
-    if unrendered.is_empty() {
-        return Ok(0);
-    }
-    let runtime = Runtime::load(config_path)?;
-    let mut rendered = 0;
-    for delivery in unrendered {
-        let Some(detail) = store.get(delivery.id).await? else {
-            continue;
-        };
-        match render_again(store, &runtime, &detail).await {
-            Ok(()) => rendered += 1,
-            Err(err) => eprintln!("delivery {} stays dead: {err:#}", delivery.id),
-        }
-    }
-    Ok(rendered)
-}
-
 /// Renders a delivery's message from its stored event with the current
-/// config, and stores the body.
+/// config, and stores the new body.
 async fn render_again(
     store: &dyn Store,
     runtime: &Runtime,

@@ -60,7 +60,7 @@ pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
 
     let metrics = Arc::new(Metrics::new());
     let dispatcher = Arc::new(Dispatcher::new(store.clone(), metrics.clone()));
-    dispatcher.start(&runtime).await;
+    dispatcher.apply(&runtime).await;
     warn_about_orphans(store.as_ref(), &runtime).await;
     tracing::info!(
         %addr,
@@ -71,7 +71,6 @@ pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
     );
 
     let retention = runtime.config.config.store.retention;
-    let grace = runtime.config.config.server.shutdown_grace;
     let state = AppState {
         runtime: Arc::new(ArcSwap::from_pointee(runtime)),
         store: store.clone(),
@@ -83,26 +82,37 @@ pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
 
     let router = app(state.clone());
     let server_stop = stop.clone();
+    let loaded = state.runtime.clone();
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, router)
             .with_graceful_shutdown(server_stop.clone().cancelled_owned())
             .into_future();
         tokio::pin!(server);
-
-        // Requests in flight at shutdown get the grace period; a client
-        // that never finishes its request must not keep the process alive.
-        let deadline = async {
-            server_stop.cancelled().await;
-            tokio::time::sleep(grace).await;
+        let failed = tokio::select! {
+            result = &mut server => Some(result),
+            () = server_stop.cancelled() => None,
         };
-        tokio::select! {
-            result = &mut server => result.context("the HTTP server failed")?,
-            () = deadline => tracing::warn!(
-                grace = ?grace,
+
+        // Requests in flight and delivery attempts in flight share one
+        // grace period, so the process ends within it whatever clients and
+        // destinations do.
+        let grace = loaded.load().config.config.server.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        if let Some(result) = failed {
+            dispatcher.stop(deadline).await;
+            return result.context("the HTTP server failed");
+        }
+        let (requests, ()) = tokio::join!(
+            tokio::time::timeout_at(deadline, &mut server),
+            dispatcher.stop(deadline),
+        );
+        match requests {
+            Ok(result) => result.context("the HTTP server failed")?,
+            Err(_) => tracing::warn!(
+                ?grace,
                 "requests still open after server.shutdown_grace; closing their connections"
             ),
         }
-        dispatcher.stop().await;
         Ok(())
     });
     Ok(Running {
@@ -136,19 +146,22 @@ impl Running {
                         "server.listen changed; the new address applies after a restart"
                     );
                 }
-                self.state.dispatcher.restart(&runtime).await;
+                // New events use the new routes at once; workers follow.
+                let runtime = Arc::new(runtime);
+                self.state.runtime.store(runtime.clone());
+                self.state.dispatcher.apply(&runtime).await;
                 warn_about_orphans(self.state.store.as_ref(), &runtime).await;
                 tracing::info!(
                     routes = runtime.router.routes().len(),
                     destinations = runtime.config.destinations.len(),
                     "config reloaded"
                 );
-                self.state.runtime.store(Arc::new(runtime));
                 self.state.metrics.reloaded("success");
                 Ok(())
             }
             Err(err) => {
-                tracing::error!(error = %err, "config reload rejected; the running config stays");
+                let reason = err.to_string().replace("\n  - ", "; ");
+                tracing::error!(error = %reason, "config reload rejected; the running config stays");
                 self.state.metrics.reloaded("failure");
                 Err(err)
             }

@@ -116,7 +116,7 @@ pub struct SecretConfig {
     pub value_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Time limit of one HTTP request to a destination.
@@ -178,7 +178,7 @@ impl std::fmt::Display for DestinationKind {
 
 /// One destination. Which fields apply depends on `kind`; validation
 /// rejects the ones that do not.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     pub kind: DestinationKind,

@@ -19,7 +19,7 @@ pub struct EnvironmentSecret {
 }
 
 /// A destination with its secrets resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DestinationSettings {
     pub name: String,
     pub kind: DestinationKind,

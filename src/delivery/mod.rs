@@ -6,14 +6,15 @@ pub mod policy;
 mod worker;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DestinationKind, DestinationSettings};
+use crate::config::{DeliveryConfig, DestinationKind, DestinationSettings};
 use crate::destinations::http_client;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
@@ -22,8 +23,14 @@ use limiter::{Limiter, SharedPause};
 use worker::{AttemptContext, Worker};
 
 struct WorkerHandle {
+    /// What the worker was built from, to tell whether a reload changed it.
+    settings: DestinationSettings,
+    delivery: DeliveryConfig,
     wake: Arc<Notify>,
     stop: CancellationToken,
+    abort: CancellationToken,
+    /// Set by a worker whose webhook is gone; a reload replaces it.
+    gone: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -64,24 +71,57 @@ impl Dispatcher {
         }
     }
 
-    /// Starts one worker per destination of `runtime`.
-    pub async fn start(&self, runtime: &Runtime) {
-        let config = &runtime.config;
-        let client = http_client(config.config.delivery.timeout);
-        let grace = config.config.server.shutdown_grace;
+    /// Brings the workers in line with `runtime`. A destination whose
+    /// settings and delivery config did not change keeps its worker, with
+    /// its rate-limit state, unless its webhook was gone. A changed one gets a new worker once the old
+    /// worker's attempts in flight have ended (each within
+    /// `delivery.timeout`), so a destination never has two workers. A
+    /// removed one stops; its deliveries stay stored.
+    pub async fn apply(&self, runtime: &Runtime) {
+        let delivery = &runtime.config.config.delivery;
+        let destinations = &runtime.config.destinations;
+        let retired: Vec<WorkerHandle> = {
+            let mut workers = self.workers.lock().await;
+            let changed: Vec<String> = workers
+                .iter()
+                .filter(|(name, handle)| {
+                    let same = destinations.get(*name).is_some_and(|settings| {
+                        handle.settings == *settings && handle.delivery == *delivery
+                    });
+                    !same || handle.gone.load(Ordering::Relaxed)
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            changed
+                .iter()
+                .filter_map(|name| workers.remove(name))
+                .collect()
+        };
+        for handle in &retired {
+            handle.stop.cancel();
+        }
+        for handle in retired {
+            let _ = handle.task.await;
+            if !destinations.contains_key(&handle.settings.name) {
+                self.metrics.forget_destination(&handle.settings.name);
+            }
+        }
+
+        let client = http_client(delivery.timeout);
         let mut workers = self.workers.lock().await;
-        for settings in config.destinations.values() {
-            let handle = self.spawn_worker(settings, runtime, client.clone(), grace);
-            workers.insert(settings.name.clone(), handle);
+        for settings in destinations.values() {
+            if !workers.contains_key(&settings.name) {
+                let handle = self.spawn_worker(settings, delivery, client.clone());
+                workers.insert(settings.name.clone(), handle);
+            }
         }
     }
 
     fn spawn_worker(
         &self,
         settings: &DestinationSettings,
-        runtime: &Runtime,
+        delivery: &DeliveryConfig,
         client: reqwest::Client,
-        grace: Duration,
     ) -> WorkerHandle {
         let (default_rate, default_burst) = default_rate(settings.kind);
         let rate = settings.config.rate_per_second.or(default_rate);
@@ -90,11 +130,13 @@ impl Dispatcher {
             (settings.kind == DestinationKind::Discord).then(|| self.discord_pause.clone());
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let gone = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             context: Arc::new(AttemptContext {
                 store: self.store.clone(),
                 settings: settings.clone(),
-                delivery: runtime.config.config.delivery.clone(),
+                delivery: delivery.clone(),
                 client,
                 metrics: self.metrics.clone(),
             }),
@@ -105,11 +147,16 @@ impl Dispatcher {
                 .unwrap_or_else(|| default_concurrency(settings.kind)),
             wake: wake.clone(),
             stop: stop.clone(),
-            grace,
+            abort: abort.clone(),
+            gone: gone.clone(),
         };
         WorkerHandle {
+            settings: settings.clone(),
+            delivery: delivery.clone(),
             wake,
             stop,
+            abort,
+            gone,
             task: tokio::spawn(worker.run()),
         }
     }
@@ -121,9 +168,10 @@ impl Dispatcher {
         }
     }
 
-    /// Stops every worker: in-flight attempts get their grace period, the
-    /// rest stays stored.
-    pub async fn stop(&self) {
+    /// Stops every worker. Attempts in flight may finish until `deadline`;
+    /// the ones still running then are cut short and stay stored for the
+    /// next start.
+    pub async fn stop(&self, deadline: Instant) {
         let handles: Vec<WorkerHandle> = self
             .workers
             .lock()
@@ -134,14 +182,20 @@ impl Dispatcher {
         for handle in &handles {
             handle.stop.cancel();
         }
-        for handle in handles {
+        let mut unfinished = Vec::new();
+        for mut handle in handles {
+            if tokio::time::timeout_at(deadline, &mut handle.task)
+                .await
+                .is_err()
+            {
+                unfinished.push(handle);
+            }
+        }
+        for handle in &unfinished {
+            handle.abort.cancel();
+        }
+        for handle in unfinished {
             let _ = handle.task.await;
         }
-    }
-
-    /// Replaces every worker with one built from `runtime`.
-    pub async fn restart(&self, runtime: &Runtime) {
-        self.stop().await;
-        self.start(runtime).await;
     }
 }

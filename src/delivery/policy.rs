@@ -54,7 +54,7 @@ fn schedule(
     failed: bool,
     error: &str,
 ) -> Next {
-    if at - delivery.created_at > chrono_duration(config.max_age) {
+    if at - delivery.age_from > chrono_duration(config.max_age) {
         return Next::Dead {
             error: format!(
                 "{error} (the next attempt would be later than delivery.max_age = {})",
@@ -71,7 +71,7 @@ fn schedule(
 
 /// True when a delivery is older than `delivery.max_age` and must not be sent.
 pub fn expired(delivery: &Delivery, config: &DeliveryConfig, now: DateTime<Utc>) -> bool {
-    now - delivery.created_at > chrono_duration(config.max_age)
+    now - delivery.age_from > chrono_duration(config.max_age)
 }
 
 /// Exponential backoff with jitter: the wait after the `failures`-th failure
@@ -109,6 +109,7 @@ mod tests {
             attempts: failures,
             failures,
             created_at: Utc::now(),
+            age_from: Utc::now(),
             next_attempt_at: Utc::now(),
             last_error: None,
         }

@@ -45,8 +45,12 @@ pub(super) struct Worker {
     pub limiter: Limiter,
     pub concurrency: usize,
     pub wake: Arc<Notify>,
+    /// Stops claiming; attempts in flight go on.
     pub stop: CancellationToken,
-    pub grace: Duration,
+    /// Cuts attempts in flight short (after the shutdown grace period).
+    pub abort: CancellationToken,
+    /// Set once the destination answered that its webhook is gone.
+    pub gone: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Worker {
@@ -64,6 +68,7 @@ impl Worker {
             }
             if gone {
                 // Later deliveries stay in the store until a reload.
+                self.gone.store(true, std::sync::atomic::Ordering::Relaxed);
                 self.stop.cancelled().await;
                 break;
             }
@@ -113,24 +118,25 @@ impl Worker {
         self.drain(in_flight, &in_flight_ids).await;
     }
 
-    /// Lets attempts in flight finish within the grace period, then gives
+    /// Lets attempts in flight finish unless `abort` fires first, then gives
     /// the unfinished ones back to the store for the next start.
     async fn drain(&self, mut in_flight: JoinSet<Effect>, ids: &Mutex<HashSet<i64>>) {
-        let finished = tokio::time::timeout(self.grace, async {
-            while in_flight.join_next().await.is_some() {}
-        })
-        .await;
-        if finished.is_err() {
-            in_flight.abort_all();
-            while in_flight.join_next().await.is_some() {}
+        tokio::select! {
+            () = async { while in_flight.join_next().await.is_some() {} } => {}
+            () = self.abort.cancelled() => {
+                in_flight.abort_all();
+                while in_flight.join_next().await.is_some() {}
+            }
         }
         let left: Vec<i64> = ids.lock().expect("ids lock").drain().collect();
         if !left.is_empty() {
             let destination = &self.context.settings.name;
             match self.context.store.release(&left).await {
-                Ok(()) => {
-                    tracing::info!(%destination, deliveries = left.len(), "released unfinished deliveries")
-                }
+                Ok(()) => tracing::warn!(
+                    %destination,
+                    deliveries = left.len(),
+                    "attempts cut short at shutdown; they are sent again after the next start, so a destination that had already accepted one receives it twice"
+                ),
                 Err(err) => {
                     tracing::error!(%destination, error = %err, "cannot release deliveries; their leases expire on their own")
                 }
@@ -202,7 +208,7 @@ async fn send_and_record(context: &AttemptContext, delivery: Delivery) -> Effect
     let answer = destinations::send(&context.client, &context.settings, request).await;
     let next = policy::next(&answer.outcome, &delivery, &context.delivery, Utc::now());
     let (status, outcome_name, error) = describe(&answer.outcome);
-    log_result(&delivery, destination, status, error.as_deref(), &next);
+    log_result(&delivery, destination, &answer.outcome, &next);
 
     let metric_outcome = match &next {
         Next::Dead { .. } => "dead",
@@ -243,28 +249,36 @@ async fn expire(context: &AttemptContext, delivery: &Delivery, started_at: DateT
         .attempt_finished(destination, "dead", Duration::ZERO);
 }
 
-/// Logs a retry at warn and a dead letter at error.
-fn log_result(
-    delivery: &Delivery,
-    destination: &str,
-    status: Option<u16>,
-    error: Option<&str>,
-    next: &Next,
-) {
+/// Logs a retry or a rate limit at warn and a dead letter at error. A gone
+/// webhook is logged once by the worker, which stops the destination.
+fn log_result(delivery: &Delivery, destination: &str, outcome: &Outcome, next: &Next) {
     let attempt = delivery.attempts + 1;
+    let (status, _, error) = describe(outcome);
     let status = status.map(i64::from);
-    match next {
-        Next::Delivered => tracing::debug!(delivery_id = delivery.id, %destination, "delivered"),
-        Next::Retry { at, .. } => tracing::warn!(
+    let error = error.unwrap_or_default();
+    match (next, outcome) {
+        (Next::Delivered, _) => {
+            tracing::debug!(delivery_id = delivery.id, %destination, "delivered")
+        }
+        (Next::Retry { .. }, Outcome::Gone { .. }) => {}
+        (Next::Retry { at, .. }, Outcome::RateLimited { .. }) => tracing::warn!(
+            delivery_id = delivery.id,
+            %destination,
+            attempt,
+            %error,
+            next_attempt = %at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "destination rate-limited the request; waiting (not counted as a failure)"
+        ),
+        (Next::Retry { at, .. }, _) => tracing::warn!(
             delivery_id = delivery.id,
             %destination,
             attempt,
             status,
-            error = error.unwrap_or(""),
+            %error,
             next_attempt = %at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "delivery attempt failed; will retry"
         ),
-        Next::Dead { error } => tracing::error!(
+        (Next::Dead { error }, _) => tracing::error!(
             delivery_id = delivery.id,
             %destination,
             attempt,

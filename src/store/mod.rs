@@ -60,17 +60,14 @@ pub trait Store: Send + Sync {
 
     async fn get(&self, id: i64) -> Result<Option<DeliveryDetail>, StoreError>;
 
-    /// Makes one dead or scheduled delivery due now. Returns false when the
-    /// delivery does not exist or was already delivered.
+    /// Makes one dead or scheduled delivery due now, with a new
+    /// `delivery.max_age` window. Returns false when the delivery does not
+    /// exist, was already delivered, or has no body.
     async fn retry(&self, id: i64) -> Result<bool, StoreError>;
 
-    /// Stores a body for a dead delivery whose message could not be
-    /// rendered when its event arrived. Returns false when no such delivery
-    /// exists.
+    /// Replaces the body of an undelivered delivery, after its message was
+    /// rendered again. Returns false when no such delivery exists.
     async fn set_body(&self, id: i64, body: &str) -> Result<bool, StoreError>;
-
-    /// Makes every dead delivery (of one destination, if given) due now.
-    async fn retry_dead(&self, destination: Option<&str>) -> Result<u64, StoreError>;
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError>;
 

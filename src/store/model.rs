@@ -98,6 +98,9 @@ pub struct Delivery {
     /// Failed attempts that count toward `delivery.max_attempts`.
     pub failures: u32,
     pub created_at: DateTime<Utc>,
+    /// Start of the `delivery.max_age` window: creation, or the last
+    /// manual retry.
+    pub age_from: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
 }

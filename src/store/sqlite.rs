@@ -158,8 +158,8 @@ async fn insert_events(
             };
             sqlx::query(
                 "INSERT INTO deliveries (event_id, route, destination, body, idempotency_key,
-                     status, created_at, next_attempt_at, last_error, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     status, created_at, age_from, next_attempt_at, last_error, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&event.id)
             .bind(&delivery.route)
@@ -171,6 +171,7 @@ async fn insert_events(
                 &delivery.destination,
             ))
             .bind(status.as_str())
+            .bind(now)
             .bind(now)
             .bind(now)
             .bind(error)
@@ -187,7 +188,8 @@ async fn insert_events(
 }
 
 const DELIVERY_COLUMNS: &str = "id, event_id, route, destination, body, idempotency_key, status,
-    attempts, failures, created_at, next_attempt_at, last_error";
+    attempts, failures, created_at, COALESCE(age_from, created_at) AS age_from, next_attempt_at,
+    last_error";
 
 fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -204,6 +206,7 @@ fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, sqlx::Error> {
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         failures: row.try_get::<i64, _>("failures")? as u32,
         created_at: from_millis(row.try_get("created_at")?),
+        age_from: from_millis(row.try_get("age_from")?),
         next_attempt_at: from_millis(row.try_get("next_attempt_at")?),
         last_error: row.try_get("last_error")?,
     })
@@ -394,7 +397,7 @@ impl Store for SqliteStore {
         let now = millis(Utc::now());
         let done = sqlx::query(
             "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, failures = 0,
-                 created_at = ?, updated_at = ?
+                 age_from = ?, updated_at = ?
              WHERE id = ? AND status IN ('dead', 'scheduled', 'pending') AND body != ''",
         )
         .bind(now)
@@ -407,30 +410,13 @@ impl Store for SqliteStore {
     }
 
     async fn set_body(&self, id: i64, body: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET body = ? WHERE id = ? AND status = 'dead' AND body = ''",
-        )
-        .bind(body)
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
+        let done =
+            sqlx::query("UPDATE deliveries SET body = ? WHERE id = ? AND status != 'delivered'")
+                .bind(body)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    async fn retry_dead(&self, destination: Option<&str>) -> Result<u64, StoreError> {
-        let now = millis(Utc::now());
-        let done = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, failures = 0,
-                 created_at = ?, updated_at = ?
-             WHERE status = 'dead' AND body != '' AND (?4 IS NULL OR destination = ?4)",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(destination)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
     }
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
