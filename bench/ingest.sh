@@ -4,6 +4,7 @@
 # each load run is bounded by DURATION.
 #
 # Usage: bench/ingest.sh [DURATION] [CONNECTIONS]   (needs wrk: apt-get install wrk)
+# KEEP_LOG=FILE keeps the bridge's log of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +40,7 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 peak_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 requests_per_second() { awk '/^Requests\/sec/ {print $2}'; }
 
-# Baseline: the bare handler answering 202.
+# Baseline: the bare handler responding with 202.
 target/release/examples/bare_handler "127.0.0.1:$baseline_port" 2>/dev/null &
 pids+=($!)
 sleep 0.3

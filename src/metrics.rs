@@ -113,7 +113,7 @@ impl Metrics {
         let healthy = Family::<DestinationLabels, Gauge>::default();
         registry.register(
             "destination_healthy",
-            "1 while a destination accepts messages, 0 after it answered that the webhook is gone",
+            "1 while a destination accepts messages, 0 after it responded that the webhook is gone",
             healthy.clone(),
         );
         let reloads = Family::<ResultLabels, Counter>::default();

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::config::RouteConfig;
 use crate::context::event_context;
-use crate::destinations::{self, Answer, Outcome, Request};
+use crate::destinations::{self, AttemptResult, Outcome, Request};
 use crate::event::Event;
 use crate::routing::{Route, Router};
 use crate::runtime::Runtime;
@@ -17,7 +17,7 @@ use crate::samples::SAMPLES;
 /// Sample sent when no event file is given.
 const DEFAULT_SAMPLE: &str = "RECORDING_AVAILABLE.json";
 
-/// Sends one message to `destination` and prints the platform's answer.
+/// Sends one message to `destination` and prints the platform's response.
 /// Returns true when the destination accepted it.
 pub async fn run(
     config_path: &Path,
@@ -56,13 +56,13 @@ pub async fn run(
         idempotency_key: &key,
         body: &body,
     };
-    let answer = destinations::send(&client, settings, request).await;
+    let result = destinations::send(&client, settings, request).await;
     println!(
         "route {} template {} -> {destination}",
         route.name, route.template
     );
-    print_answer(&answer);
-    Ok(matches!(answer.outcome, Outcome::Delivered { .. }))
+    print_result(&result);
+    Ok(matches!(result.outcome, Outcome::Delivered { .. }))
 }
 
 /// Reads the event file, or the built-in recording sample without one.
@@ -79,8 +79,8 @@ fn read_event(event_path: Option<&Path>) -> anyhow::Result<Event> {
     Event::parse(&body).context("the event file is not a Pencil event")
 }
 
-/// The first route that matches the event and sends to `destination`
-/// chooses the template; without one, the `generic` template is used.
+/// Picks the route whose template is used: the first that matches the
+/// event and sends to `destination`, else a route with the `generic` template.
 fn choose_route(
     runtime: &Runtime,
     event: &Event,
@@ -106,11 +106,11 @@ fn choose_route(
     Router::new(&[config]).routes()[0].clone()
 }
 
-fn print_answer(answer: &Answer) {
-    match &answer.outcome {
+fn print_result(result: &AttemptResult) {
+    match &result.outcome {
         Outcome::Delivered { status } => println!(
             "delivered: HTTP {status} in {} ms",
-            answer.duration.as_millis()
+            result.duration.as_millis()
         ),
         Outcome::Retry { error, .. } => println!("failed, would be retried: {error}"),
         Outcome::RateLimited { error, after, .. } => {

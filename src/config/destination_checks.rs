@@ -4,7 +4,7 @@ use super::secret::Secret;
 use super::validate::Problems;
 use super::{DestinationConfig, DestinationKind};
 
-/// What is known of a destination's URL.
+/// State of a destination's URL after secret resolution.
 pub(super) enum UrlState<'a> {
     Read(&'a Secret),
     /// Given as `url_env` or `url_file`, but that could not be read.

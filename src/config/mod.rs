@@ -122,7 +122,7 @@ pub struct DeliveryConfig {
     /// Time limit of one HTTP request to a destination.
     #[serde(with = "duration")]
     pub timeout: Duration,
-    /// Attempts after which a failing delivery is dead; `429` answers do not count.
+    /// Attempts after which a failing delivery is dead; `429` responses do not count.
     pub max_attempts: u32,
     /// Wait before the second attempt; it doubles with each failure.
     #[serde(with = "duration")]

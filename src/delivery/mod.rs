@@ -23,7 +23,7 @@ use limiter::{Limiter, SharedPause};
 use worker::{AttemptContext, Worker};
 
 struct WorkerHandle {
-    /// What the worker was built from, to tell whether a reload changed it.
+    /// Settings the worker was built from, compared on reload.
     settings: DestinationSettings,
     delivery: DeliveryConfig,
     wake: Arc<Notify>,

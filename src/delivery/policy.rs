@@ -1,4 +1,4 @@
-//! What happens after an attempt: delivered, retried when, or dead.
+//! Retry policy: after an attempt, a delivery is delivered, retried at a computed time, or dead.
 
 use std::time::Duration;
 

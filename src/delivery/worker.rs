@@ -14,17 +14,17 @@ use tracing::Instrument;
 use super::limiter::Limiter;
 use super::policy;
 use crate::config::{DeliveryConfig, DestinationSettings};
-use crate::destinations::{self, Answer, Outcome, Request};
+use crate::destinations::{self, AttemptResult, Outcome, Request};
 use crate::metrics::Metrics;
 use crate::store::{Attempt, Delivery, Next, Store};
 
-/// Longest idle wait before the worker looks at the store again, so that
+/// Maximum idle wait before the worker queries the store again, so that
 /// deliveries made due by `deliveries retry` from another process start.
 const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Wait after a store error before trying again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
-/// What a finished attempt tells the worker about its destination.
+/// Effect of a finished attempt on its destination's worker.
 enum Effect {
     None,
     Pause { duration: Duration, global: bool },
@@ -49,7 +49,7 @@ pub(super) struct Worker {
     pub stop: CancellationToken,
     /// Cuts attempts in flight short (after the shutdown grace period).
     pub abort: CancellationToken,
-    /// Set once the destination answered that its webhook is gone.
+    /// Set once the destination responded that its webhook is gone.
     pub gone: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -157,7 +157,7 @@ impl Worker {
                 self.context.metrics.set_healthy(destination, false);
                 tracing::error!(
                     %destination,
-                    "destination answered that its webhook is gone; its deliveries wait in the store until its URL is fixed and the config reloaded (SIGHUP)"
+                    "destination responded that its webhook is gone; its deliveries wait in the store until its URL is fixed and the config reloaded (SIGHUP)"
                 );
                 true
             }
@@ -205,10 +205,10 @@ async fn send_and_record(context: &AttemptContext, delivery: Delivery) -> Effect
         idempotency_key: &delivery.idempotency_key,
         body: &delivery.body,
     };
-    let answer = destinations::send(&context.client, &context.settings, request).await;
-    let next = policy::next(&answer.outcome, &delivery, &context.delivery, Utc::now());
-    let (status, outcome_name, error) = describe(&answer.outcome);
-    log_result(&delivery, destination, &answer.outcome, &next);
+    let result = destinations::send(&context.client, &context.settings, request).await;
+    let next = policy::next(&result.outcome, &delivery, &context.delivery, Utc::now());
+    let (status, outcome_name, error) = describe(&result.outcome);
+    log_result(&delivery, destination, &result.outcome, &next);
 
     let metric_outcome = match &next {
         Next::Dead { .. } => "dead",
@@ -216,16 +216,16 @@ async fn send_and_record(context: &AttemptContext, delivery: Delivery) -> Effect
     };
     context
         .metrics
-        .attempt_finished(destination, metric_outcome, answer.duration);
+        .attempt_finished(destination, metric_outcome, result.duration);
     let attempt = Attempt {
         started_at,
-        duration_ms: answer.duration.as_millis() as u64,
+        duration_ms: result.duration.as_millis() as u64,
         status,
         outcome: outcome_name.to_owned(),
         error,
     };
     finish(context, delivery.id, attempt, next).await;
-    effect_of(&answer)
+    effect_of(&result)
 }
 
 /// Marks a delivery older than `delivery.max_age` dead without sending it.
@@ -289,15 +289,15 @@ fn log_result(delivery: &Delivery, destination: &str, outcome: &Outcome, next: &
     }
 }
 
-/// What the worker must do about its destination after this answer.
-fn effect_of(answer: &Answer) -> Effect {
-    match answer.outcome {
+/// Returns what the worker must do about its destination after this response.
+fn effect_of(result: &AttemptResult) -> Effect {
+    match result.outcome {
         Outcome::Gone { .. } => Effect::Gone,
         Outcome::RateLimited { after, global, .. } => Effect::Pause {
             duration: after,
             global,
         },
-        _ => match answer.pause {
+        _ => match result.pause {
             Some(duration) => Effect::Pause {
                 duration,
                 global: false,

@@ -1,5 +1,5 @@
 //! Destinations: the request body each kind gets, sending it, and reading
-//! the platform's answer.
+//! the platform's response.
 
 mod discord;
 mod email;
@@ -18,20 +18,20 @@ use crate::templates::Rendered;
 /// `User-Agent` of every outgoing request.
 pub const USER_AGENT: &str = concat!("pencil-bridge/", env!("CARGO_PKG_VERSION"));
 
-/// Shortest wait after a `429`, whatever `Retry-After` says, so that a
-/// platform answering `Retry-After: 0` is not sent a request per round trip.
+/// Minimum wait after a `429`, whatever the `Retry-After` value, so that a
+/// platform responding with `Retry-After: 0` is not sent a request per round trip.
 const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_millis(250);
 
 /// Wait after a `429` when the platform gives none.
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 
-/// Bytes of a destination's answer that are read; the rest is dropped.
+/// Bytes of a destination's response body that are read. The rest is dropped.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// Longest platform error text kept with an attempt.
+/// Maximum length of the platform error text kept with an attempt.
 const MAX_ERROR_CHARS: usize = 500;
 
-/// What the templates produced for one delivery, before it becomes a body.
+/// Template output for one delivery, before it becomes a request body.
 #[derive(Debug, Clone)]
 pub struct RenderedMessage {
     /// The message text, or the whole JSON body when `is_json` is set.
@@ -78,13 +78,13 @@ fn require_text(text: &str) -> Result<&str, String> {
     }
 }
 
-/// How one attempt ended, as the retry logic needs it.
+/// Classified result of one attempt, as the retry logic needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// `2xx`: the platform has the message.
     Delivered { status: u16 },
     /// A temporary failure: retry with backoff, or after `after` when the
-    /// platform said so.
+    /// platform requested it.
     Retry {
         status: Option<u16>,
         error: String,
@@ -103,9 +103,9 @@ pub enum Outcome {
     Gone { status: u16, error: String },
 }
 
-/// An attempt's outcome plus what it tells about the destination's limits.
+/// An attempt's outcome plus what it shows about the destination's limits.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub struct AttemptResult {
     pub outcome: Outcome,
     /// Discord: no request may go out for this long (remaining budget 0).
     pub pause: Option<Duration>,
@@ -131,12 +131,12 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .expect("the TLS backend is built in")
 }
 
-/// Sends one delivery and classifies the answer.
+/// Sends one delivery and classifies the response.
 pub async fn send(
     client: &reqwest::Client,
     settings: &DestinationSettings,
     request: Request<'_>,
-) -> Answer {
+) -> AttemptResult {
     let started = Instant::now();
     let (outcome, pause) = match settings.kind {
         DestinationKind::Log => {
@@ -145,14 +145,14 @@ pub async fn send(
         }
         _ => post(client, settings, &request).await,
     };
-    Answer {
+    AttemptResult {
         outcome,
         pause,
         duration: started.elapsed(),
     }
 }
 
-/// POSTs the body to an HTTP destination and classifies the answer.
+/// POSTs the body to an HTTP destination and classifies the response.
 async fn post(
     client: &reqwest::Client,
     settings: &DestinationSettings,
@@ -255,7 +255,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// The platform's error text, shortened for storage.
+/// Formats the platform's error text, shortened for storage.
 fn error_text(status: u16, body: &str) -> String {
     let body = body.trim();
     if body.is_empty() {
@@ -292,7 +292,7 @@ fn seconds(value: f64) -> Option<Duration> {
     (value.is_finite() && value >= 0.0).then(|| Duration::from_secs_f64(value.min(86_400.0)))
 }
 
-/// A `429` outcome that waits `after` (at least [`MIN_RATE_LIMIT_WAIT`]).
+/// Builds a `429` outcome that waits `after` (at least [`MIN_RATE_LIMIT_WAIT`]).
 fn rate_limited(error: String, after: Option<Duration>, global: bool) -> Outcome {
     Outcome::RateLimited {
         error,

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-/// Where a delivery stands.
+/// State of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     /// Due now, never tried or released.
@@ -72,7 +72,7 @@ pub struct NewDelivery {
     pub body: Result<String, String>,
 }
 
-/// What storing an event did.
+/// Result of storing an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     Accepted {
@@ -110,14 +110,14 @@ pub struct Delivery {
 pub struct Attempt {
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,
-    /// HTTP status, when an answer came.
+    /// HTTP status, when a response arrived.
     pub status: Option<u16>,
     /// `delivered`, `retry`, `rate_limited`, `permanent` or `gone`.
     pub outcome: String,
     pub error: Option<String>,
 }
 
-/// What happens to a delivery after an attempt.
+/// Next state of a delivery after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
     Delivered,

@@ -79,7 +79,7 @@ fn from_millis(value: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(value).single().unwrap_or_default()
 }
 
-/// The key a destination can use to drop a repeated request: the same for
+/// Derives the key a destination can use to drop a repeated request: the same for
 /// every attempt of a delivery and for every replica that might send it.
 fn idempotency_key(event_id: &str, route: &str, destination: &str) -> String {
     let digest = Sha256::digest(format!("{event_id}\n{route}\n{destination}"));
