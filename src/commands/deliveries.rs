@@ -1,5 +1,7 @@
 //! `deliveries list|show|retry`: inspect and replay stored deliveries.
 
+use std::io::Write;
+
 use anyhow::{bail, Context};
 use chrono::Utc;
 
@@ -37,6 +39,7 @@ pub async fn list(
     since: Option<&str>,
 ) -> anyhow::Result<()> {
     let store = open_store(config_path).await?;
+    let mut out = std::io::stdout().lock();
     let status = status
         .map(str::parse::<Status>)
         .transpose()
@@ -58,13 +61,14 @@ pub async fn list(
     };
     let deliveries = store.list(&filter).await?;
     if deliveries.is_empty() {
-        println!("no deliveries match");
+        writeln!(out, "no deliveries match")?;
         return Ok(());
     }
-    println!(
+    writeln!(
+        out,
         "{:>8}  {:<9}  {:<20}  {:<20}  {:>8}  {:<20}  LAST ERROR",
         "ID", "STATUS", "ROUTE", "DESTINATION", "ATTEMPTS", "NEXT ATTEMPT"
-    );
+    )?;
     for delivery in deliveries {
         let next = match delivery.status {
             Status::Pending | Status::Scheduled => delivery
@@ -78,7 +82,8 @@ pub async fn list(
             .as_deref()
             .map(|e| crate::text::truncate(e, 80))
             .unwrap_or_default();
-        println!(
+        writeln!(
+            out,
             "{:>8}  {:<9}  {:<20}  {:<20}  {:>8}  {:<20}  {}",
             delivery.id,
             delivery.status,
@@ -87,7 +92,7 @@ pub async fn list(
             delivery.attempts,
             next,
             error
-        );
+        )?;
     }
     Ok(())
 }
@@ -97,45 +102,55 @@ pub async fn show(config_path: &std::path::Path, id: i64) -> anyhow::Result<()> 
     let Some(detail) = store.get(id).await? else {
         bail!("no delivery with id {id}; `pencil-bridge deliveries list` shows the ids");
     };
+    let mut out = std::io::stdout().lock();
     let delivery = &detail.delivery;
-    println!("delivery     {}", delivery.id);
-    println!("status       {}", delivery.status);
-    println!("route        {}", delivery.route);
-    println!("destination  {}", delivery.destination);
-    println!(
+    writeln!(out, "delivery     {}", delivery.id)?;
+    writeln!(out, "status       {}", delivery.status)?;
+    writeln!(out, "route        {}", delivery.route)?;
+    writeln!(out, "destination  {}", delivery.destination)?;
+    writeln!(
+        out,
         "event        {} ({})",
         delivery.event_id,
         detail.environment.as_deref().unwrap_or("?")
-    );
-    println!("created      {}", delivery.created_at.to_rfc3339());
-    println!(
+    )?;
+    writeln!(out, "created      {}", delivery.created_at.to_rfc3339())?;
+    writeln!(
+        out,
         "attempts     {} ({} counted as failures)",
         delivery.attempts, delivery.failures
-    );
+    )?;
     if matches!(delivery.status, Status::Pending | Status::Scheduled) {
-        println!("next attempt {}", delivery.next_attempt_at.to_rfc3339());
+        writeln!(
+            out,
+            "next attempt {}",
+            delivery.next_attempt_at.to_rfc3339()
+        )?;
     }
     if let Some(error) = &delivery.last_error {
-        println!("last error   {error}");
+        writeln!(out, "last error   {error}")?;
     }
-    println!(
+    writeln!(
+        out,
         "\nevent body:\n{}",
         detail.event_body.as_deref().unwrap_or("(pruned)")
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "\nrequest body:\n{}",
         if delivery.body.is_empty() {
             "(none: the message was not rendered)"
         } else {
             &delivery.body
         }
-    );
-    println!("\nattempts:");
+    )?;
+    writeln!(out, "\nattempts:")?;
     if detail.attempts.is_empty() {
-        println!("  none yet");
+        writeln!(out, "  none yet")?;
     }
     for attempt in &detail.attempts {
-        println!(
+        writeln!(
+            out,
             "  {}  {:<12}  {:>4}  {:>6} ms  {}",
             attempt.started_at.to_rfc3339(),
             attempt.outcome,
@@ -145,7 +160,7 @@ pub async fn show(config_path: &std::path::Path, id: i64) -> anyhow::Result<()> 
                 .unwrap_or_else(|| "-".into()),
             attempt.duration_ms,
             attempt.error.as_deref().unwrap_or("")
-        );
+        )?;
     }
     Ok(())
 }

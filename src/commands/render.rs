@@ -1,6 +1,7 @@
 //! `render`: show which routes an event matches and the exact body per
 //! destination, with secrets redacted. Sends nothing.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -27,12 +28,14 @@ pub fn run(config_path: &Path, event_path: &Path, environment: Option<&str>) -> 
         .unwrap_or("production");
 
     let planned = runtime.plan(&event, environment, Utc::now());
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "event {} ({} / {}), environment {environment}",
         event.id, event.kind, event.event_type
-    );
+    )?;
     if planned.is_empty() {
-        println!("no route matches this event; nothing would be sent");
+        writeln!(out, "no route matches this event; nothing would be sent")?;
         return Ok(());
     }
     for delivery in planned {
@@ -42,14 +45,15 @@ pub fn run(config_path: &Path, event_path: &Path, environment: Option<&str>) -> 
             .as_ref()
             .map(|url| redact_url(url.expose()))
             .unwrap_or_else(|| "standard output".to_owned());
-        println!();
-        println!(
+        writeln!(out)?;
+        writeln!(
+            out,
             "route {} -> destination {} ({}, {target})",
             delivery.route, delivery.destination, delivery.kind
-        );
+        )?;
         match delivery.body {
-            Ok(body) => println!("{}", pretty(&body)),
-            Err(reason) => println!("NOT SENT: {reason}"),
+            Ok(body) => writeln!(out, "{}", pretty(&body))?,
+            Err(reason) => writeln!(out, "NOT SENT: {reason}")?,
         }
     }
     Ok(())
