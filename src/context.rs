@@ -115,11 +115,10 @@ pub fn delivery_context(
     Value::Object(context)
 }
 
-/// Looks up a route key: a top-level field, else a dotted path.
+/// Looks up a route key: a top-level field, or a dotted path into the
+/// context. A key with a dot is always a path, so an event field named
+/// `space.name` cannot stand in for the directory's value.
 pub fn lookup<'a>(context: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    if let Some(value) = context.get(key) {
-        return Some(value);
-    }
     let mut parts = key.split('.');
     let mut value = context.get(parts.next()?)?;
     for part in parts {
@@ -164,6 +163,14 @@ mod tests {
         assert_eq!(lookup(&context, "space.tutor.slack"), Some(&json!("U1")));
         assert_eq!(context["time"], json!("2024-12-04T18:25:00Z"));
         assert_eq!(context["user"], Value::Null);
+    }
+
+    #[test]
+    fn dotted_event_field_does_not_shadow_path() {
+        let event = Event::parse(br#"{"_type":"SPACE_USER","eventType":"joinSpace","spaceId":"x","space.name":"Algebra"}"#).unwrap();
+        let context = event_context(&event, "production", Utc::now(), &directory());
+        assert_eq!(lookup(&context, "space.name"), None);
+        assert_eq!(lookup(&context, "space.id"), Some(&json!("x")));
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Metrics {
     dead_letters: Family<DestinationLabels, Gauge>,
     healthy: Family<DestinationLabels, Gauge>,
     reloads: Family<ResultLabels, Counter>,
+    /// Serializes scrapes, because each one clears and refills the gauges.
+    encoding: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -132,6 +134,7 @@ impl Metrics {
             dead_letters,
             healthy,
             reloads,
+            encoding: std::sync::Mutex::new(()),
         }
     }
 
@@ -196,6 +199,10 @@ impl Metrics {
     /// Encodes every metric, with the queue gauges set from `stats`;
     /// configured destinations without waiting deliveries read 0.
     pub fn encode(&self, destinations: &BTreeSet<String>, stats: &[QueueStats]) -> String {
+        let _scrape = self
+            .encoding
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = chrono::Utc::now();
         // Destinations removed by a reload must not keep reporting.
         self.queue_depth.clear();

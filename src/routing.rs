@@ -126,11 +126,11 @@ impl Router {
             match exact_types {
                 Some(types) => {
                     for event_type in types {
-                        router
-                            .by_event_type
-                            .entry(event_type.clone())
-                            .or_default()
-                            .push(index);
+                        let indexes = router.by_event_type.entry(event_type.clone()).or_default();
+                        // A type listed twice must not fire the route twice.
+                        if indexes.last() != Some(&index) {
+                            indexes.push(index);
+                        }
                     }
                 }
                 None => router.unindexed.push(index),
@@ -297,6 +297,12 @@ mod tests {
                 "{pattern} ~ {text}"
             );
         }
+    }
+
+    #[test]
+    fn repeated_type_fires_route_once() {
+        let router = routes("[[routes]]\nname = \"r\"\nwhen = { eventType = [\"x\", \"x\"] }\ntemplate = \"t\"\nto = [\"a\"]\n");
+        assert_eq!(names(&router, json!({"eventType": "x"})), ["r"]);
     }
 
     #[test]

@@ -11,11 +11,11 @@ use crate::config::{
     self, Config, ConfigError, DestinationConfig, DestinationKind, DestinationSettings, ValidConfig,
 };
 use crate::context::{delivery_context, event_context, lookup, Directory};
-use crate::destinations::{self, RenderedMessage};
+use crate::destinations::{self, BodyError, RenderedMessage};
 use crate::event::Event;
 use crate::routing::{Route, Router};
 use crate::samples::SAMPLES;
-use crate::templates::Templates;
+use crate::templates::{Resolved, Templates};
 
 /// Everything that a config reload replaces at once.
 pub struct Runtime {
@@ -117,7 +117,9 @@ impl Runtime {
                 route: route.name.clone(),
                 destination: settings.name.clone(),
                 kind: settings.kind,
-                body: self.render(route, settings, context),
+                body: self
+                    .render(route, settings, context)
+                    .map_err(|err| err.to_string()),
             })
             .collect()
     }
@@ -128,18 +130,23 @@ impl Runtime {
         route: &Route,
         settings: &DestinationSettings,
         event_context: &Map<String, Value>,
-    ) -> Result<String, String> {
+    ) -> Result<String, BodyError> {
         let context = delivery_context(event_context, &route.name, &settings.name, settings.kind);
         let resolved = self
             .templates
             .resolve(&route.template, settings.kind)
             .ok_or_else(|| {
-                format!(
+                BodyError::Invalid(format!(
                     "template {:?} was not found for {}",
                     route.template, settings.kind
-                )
+                ))
             })?;
-        let main = self.templates.render(&resolved, &context)?;
+        let render = |resolved: &Resolved| {
+            self.templates
+                .render(resolved, &context)
+                .map_err(BodyError::Invalid)
+        };
+        let main = render(&resolved)?;
         let mut message = RenderedMessage {
             main,
             is_json: resolved.is_json(),
@@ -149,21 +156,21 @@ impl Runtime {
         };
         if settings.kind == DestinationKind::Email {
             if let Some(html) = self.templates.resolve_email_html(&route.template) {
-                message.html = Some(self.templates.render(&html, &context)?.text);
+                message.html = Some(render(&html)?.text);
             }
             let field = |name: String| self.templates.resolve(&name, DestinationKind::Email);
             if let Some(subject) = field(email_field(&settings.name, "subject")) {
-                message.subject = Some(self.templates.render(&subject, &context)?.text);
+                message.subject = Some(render(&subject)?.text);
             }
             let count = settings.config.to.as_ref().map_or(0, Vec::len);
             for index in 0..count {
                 if let Some(to) = field(email_field(&settings.name, &format!("to.{index}"))) {
-                    message.to.push(self.templates.render(&to, &context)?.text);
+                    message.to.push(render(&to)?.text);
                 }
             }
         }
         destinations::build_body(settings, message)
-            .map_err(|reason| format!("{} (template {})", reason, resolved.name))
+            .map_err(|err| err.context(&format!("template {}", resolved.name)))
     }
 
     /// Renders every route's templates against every sample event, for
@@ -182,15 +189,16 @@ impl Runtime {
             let event = Event::parse(body.as_bytes()).expect("built-in samples are valid events");
             let context = event_context(&event, environment, Utc::now(), &self.directory);
             for route in self.router.routes() {
-                for planned in self.plan_route(route, &context) {
-                    let Err(reason) = planned.body else {
-                        continue;
-                    };
-                    let empty = reason.contains("empty") || reason.contains("rendered no");
-                    if !empty {
+                let destinations = route
+                    .to
+                    .iter()
+                    .filter_map(|name| self.config.destinations.get(name));
+                for settings in destinations {
+                    if let Err(BodyError::Invalid(reason)) = self.render(route, settings, &context)
+                    {
                         problems.push(format!(
                             "route {:?} to {:?} with sample {file}: {reason}",
-                            route.name, planned.destination
+                            route.name, settings.name
                         ));
                     }
                 }

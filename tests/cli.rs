@@ -236,3 +236,21 @@ fn deliveries_list_refuses_missing_store() {
     assert!(stderr.contains("no store at"), "stderr: {stderr}");
     assert!(!dir.path().join("pencil-bridge.db").exists());
 }
+
+#[test]
+fn check_reports_helper_error_in_any_template_name() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let routes = "[[routes]]\nname = \"joins\"\nwhen = { eventType = \"joinSpace\" }\n\
+                  template = \"empty_seat\"\nto = [\"console\"]\n";
+    let config = write_config(dir.path(), &log_config(routes));
+    let template = dir.path().join("templates").join("empty_seat.hbs");
+    std::fs::write(template, "{{format_time time \"%Q\"}}").expect("write template");
+    let output = run_bridge(&["check", "--config", &config]);
+    let stderr = stderr_of(&output);
+
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("invalid strftime format"),
+        "stderr: {stderr}"
+    );
+}

@@ -70,7 +70,6 @@ pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
         "pencil-bridge started"
     );
 
-    let retention = runtime.config.config.store.retention;
     let state = AppState {
         runtime: Arc::new(ArcSwap::from_pointee(runtime)),
         store: store.clone(),
@@ -78,7 +77,11 @@ pub async fn start(config_path: &Path) -> anyhow::Result<Running> {
         metrics,
     };
     let stop = CancellationToken::new();
-    tokio::spawn(prune_periodically(store, retention, stop.clone()));
+    tokio::spawn(prune_periodically(
+        store,
+        state.runtime.clone(),
+        stop.clone(),
+    ));
 
     let router = app(state.clone());
     let server_stop = stop.clone();
@@ -146,6 +149,11 @@ impl Running {
                         "server.listen changed; the new address applies after a restart"
                     );
                 }
+                if runtime.config.config.store.url != old.config.config.store.url {
+                    tracing::warn!(
+                        "store.url changed; the server keeps the store it opened until a restart"
+                    );
+                }
                 // New events use the new routes at once; workers follow.
                 let runtime = Arc::new(runtime);
                 self.state.runtime.store(runtime.clone());
@@ -190,15 +198,24 @@ async fn warn_about_orphans(store: &dyn Store, runtime: &Runtime) {
     }
 }
 
-async fn prune_periodically(store: Arc<dyn Store>, retention: Duration, stop: CancellationToken) {
+/// Prunes the store every [`PRUNE_INTERVAL`], with the retention of the
+/// config loaded at that moment.
+async fn prune_periodically(
+    store: Arc<dyn Store>,
+    runtime: Arc<ArcSwap<Runtime>>,
+    stop: CancellationToken,
+) {
     let mut interval = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             () = stop.cancelled() => return,
         }
-        let before =
-            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let retention = runtime.load().config.config.store.retention;
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let before = Utc::now()
+            .checked_sub_signed(retention)
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         match store.prune(before).await {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "pruned delivered deliveries and old events"),

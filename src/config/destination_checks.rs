@@ -4,6 +4,9 @@ use super::secret::Secret;
 use super::validate::Problems;
 use super::{DestinationConfig, DestinationKind};
 
+/// Slowest accepted rate: one message an hour.
+const MIN_RATE_PER_SECOND: f64 = 1.0 / 3600.0;
+
 /// State of a destination's URL after secret resolution.
 pub(super) enum UrlState<'a> {
     Read(&'a Secret),
@@ -130,9 +133,9 @@ fn check_discord(prefix: &str, destination: &DestinationConfig, problems: &mut P
 
 fn check_flow_control(prefix: &str, destination: &DestinationConfig, problems: &mut Problems) {
     if let Some(rate) = destination.rate_per_second {
-        if !(rate.is_finite() && rate > 0.0) {
+        if !(rate.is_finite() && rate >= MIN_RATE_PER_SECOND) {
             problems.push(format!(
-                "{prefix}.rate_per_second is {rate}; use a positive number such as 1.0"
+                "{prefix}.rate_per_second is {rate}; use a number of at least {MIN_RATE_PER_SECOND} (one message an hour), such as 1.0"
             ));
         }
     }

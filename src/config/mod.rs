@@ -90,7 +90,7 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesConfig {
-    /// Folder of Handlebars files, relative to the working directory.
+    /// Folder of Handlebars files, relative to the config file's folder.
     pub dir: PathBuf,
     /// IANA time zone that `format_time` uses when a template names none.
     pub timezone: String,

@@ -48,6 +48,7 @@ impl ValidConfig {
         check_routes(&config, &mut problems);
         check_directory(&config, &mut problems);
         check_delivery(&config, &mut problems);
+        check_durations(&config, &mut problems);
         check_store(&config, &mut problems);
 
         let timezone = match config.templates.timezone.parse::<Tz>() {
@@ -208,6 +209,17 @@ fn check_routes(config: &Config, problems: &mut Problems) {
         }
         for (field, table) in [("when", &route.when), ("unless", &route.unless)] {
             for (key, value) in table {
+                let patterns = value.patterns();
+                if let Some(repeated) = patterns
+                    .iter()
+                    .enumerate()
+                    .find(|(position, pattern)| patterns[..*position].contains(pattern))
+                {
+                    problems.push(format!(
+                        "{label}.{field}.{key} lists {:?} twice; list each value once",
+                        repeated.1
+                    ));
+                }
                 if value.patterns().is_empty() {
                     problems.push(format!(
                         "{label}.{field}.{key} is an empty list, which never matches; list at least one value"
@@ -242,6 +254,38 @@ fn check_directory(config: &Config, problems: &mut Problems) {
                     "people.{user_id}.slack {slack:?} is not a Slack member id; use the id like U024BE7LH"
                 ));
             }
+        }
+    }
+}
+
+/// Upper bounds of durations; larger values are surely typos and would
+/// overflow time arithmetic.
+const DURATION_LIMITS: [(&str, u64); 6] = [
+    ("delivery.timeout", 3600),
+    ("delivery.initial_backoff", 7 * 86_400),
+    ("delivery.max_backoff", 7 * 86_400),
+    ("delivery.max_age", 365 * 86_400),
+    ("server.shutdown_grace", 3600),
+    ("store.retention", 3650 * 86_400),
+];
+
+fn check_durations(config: &Config, problems: &mut Problems) {
+    let values = [
+        config.delivery.timeout,
+        config.delivery.initial_backoff,
+        config.delivery.max_backoff,
+        config.delivery.max_age,
+        config.server.shutdown_grace,
+        config.store.retention,
+    ];
+    for ((key, limit), value) in DURATION_LIMITS.iter().zip(values) {
+        let limit = std::time::Duration::from_secs(*limit);
+        if value > limit {
+            problems.push(format!(
+                "{key} is {}; use at most {}",
+                humantime::format_duration(value),
+                humantime::format_duration(limit)
+            ));
         }
     }
 }
@@ -361,6 +405,18 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].contains("PENCIL_TEST_URL_SURELY_UNSET"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn absurd_duration_is_rejected() {
+        let text = format!("{BASE}[delivery]\nmax_backoff = \"300000y\"\n");
+        let problems = problems_of(&text);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("delivery.max_backoff is")),
             "{problems:?}"
         );
     }

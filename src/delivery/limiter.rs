@@ -51,7 +51,8 @@ impl Limiter {
         if self.tokens >= 1.0 {
             None
         } else {
-            Some(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+            let wait = (1.0 - self.tokens) / rate;
+            Some(Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(3600)))
         }
     }
 

@@ -88,7 +88,8 @@ impl Dispatcher {
                     let same = destinations.get(*name).is_some_and(|settings| {
                         handle.settings == *settings && handle.delivery == *delivery
                     });
-                    !same || handle.gone.load(Ordering::Relaxed)
+                    // A worker that ended on its own (a panic) is replaced too.
+                    !same || handle.gone.load(Ordering::Relaxed) || handle.task.is_finished()
                 })
                 .map(|(name, _)| name.clone())
                 .collect();
@@ -101,7 +102,10 @@ impl Dispatcher {
             handle.stop.cancel();
         }
         for handle in retired {
-            let _ = handle.task.await;
+            if let Err(err) = handle.task.await {
+                let destination = &handle.settings.name;
+                tracing::error!(%destination, error = %err, "destination worker failed; starting a new one");
+            }
             if !destinations.contains_key(&handle.settings.name) {
                 self.metrics.forget_destination(&handle.settings.name);
             }

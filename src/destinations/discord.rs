@@ -7,8 +7,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-    error_text, parse_object, rate_limited, require_text, retry_after_header, seconds, Outcome,
-    RenderedMessage,
+    error_text, parse_object, rate_limited, require_text, retry_after_header, seconds, BodyError,
+    Outcome, RenderedMessage,
 };
 use crate::config::DestinationConfig;
 use crate::text::truncate;
@@ -30,7 +30,10 @@ const MENTIONED_USERS_LIMIT: usize = 100;
 /// JSON error codes after which the message can never be posted.
 const UNKNOWN_WEBHOOK: i64 = 10015;
 
-pub(super) fn body(config: &DestinationConfig, message: RenderedMessage) -> Result<Value, String> {
+pub(super) fn body(
+    config: &DestinationConfig,
+    message: RenderedMessage,
+) -> Result<Value, BodyError> {
     let mut body = if message.is_json {
         parse_object(&message.main.text)?
     } else {
@@ -58,7 +61,9 @@ pub(super) fn body(config: &DestinationConfig, message: RenderedMessage) -> Resu
         .and_then(Value::as_array)
         .is_some_and(|e| !e.is_empty());
     if !has_content && !has_embeds {
-        return Err("the template rendered no `content` or `embeds`".to_owned());
+        return Err(BodyError::Empty(
+            "the template rendered no `content` or `embeds`".to_owned(),
+        ));
     }
 
     // Whatever the template wrote, only the users it named through the
@@ -111,13 +116,32 @@ fn fit_limits(body: &mut Map<String, Value>) {
             excess = excess.saturating_sub(removed);
         }
     }
-    if excess > 0 {
-        // Descriptions alone could not make room: drop embeds from the end.
-        while excess > 0 && embeds.len() > 1 {
-            let last = embeds.pop().expect("more than one embed");
-            excess = excess.saturating_sub(embed_chars(&last));
+    // Descriptions alone could not make room: drop embeds from the end,
+    // then drop fields of the one left, from the last field backwards.
+    while excess > 0 && embeds.len() > 1 {
+        let last = embeds.pop().expect("more than one embed");
+        excess = excess.saturating_sub(embed_chars(&last));
+    }
+    if let Some(Value::Array(fields)) = embeds.first_mut().and_then(|embed| embed.get_mut("fields"))
+    {
+        while excess > 0 {
+            let Some(field) = fields.pop() else {
+                break;
+            };
+            excess = excess.saturating_sub(field_chars(&field));
         }
     }
+}
+
+/// Characters of an embed field: its name and value.
+fn field_chars(field: &Value) -> usize {
+    let count = |key: &str| {
+        field
+            .get(key)
+            .and_then(Value::as_str)
+            .map_or(0, |text| text.chars().count())
+    };
+    count("name") + count("value")
 }
 
 /// Characters of an embed that count toward Discord's 6,000 total.
@@ -131,22 +155,7 @@ fn embed_chars(embed: &Value) -> usize {
     let fields = embed
         .get("fields")
         .and_then(Value::as_array)
-        .map_or(0, |fields| {
-            fields
-                .iter()
-                .map(|field| {
-                    let name = field
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map_or(0, |t| t.chars().count());
-                    let value = field
-                        .get("value")
-                        .and_then(Value::as_str)
-                        .map_or(0, |t| t.chars().count());
-                    name + value
-                })
-                .sum()
-        });
+        .map_or(0, |fields| fields.iter().map(field_chars).sum());
     count("/title") + count("/description") + count("/footer/text") + count("/author/name") + fields
 }
 
@@ -274,6 +283,23 @@ mod tests {
             .map(embed_chars)
             .sum();
         assert!(total <= EMBED_TOTAL_LIMIT, "{total}");
+    }
+
+    #[test]
+    fn oversized_fields_of_one_embed_are_dropped() {
+        let fields: Vec<Value> = (0..25)
+            .map(|index| json!({"name": format!("f{index}"), "value": "v".repeat(1_024)}))
+            .collect();
+        let text = json!({ "embeds": [{"title": "t", "fields": fields}] }).to_string();
+        let body = body(&config(), message(&text, true, &[])).unwrap();
+        let total: usize = body["embeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(embed_chars)
+            .sum();
+        assert!(total <= EMBED_TOTAL_LIMIT, "{total}");
+        assert!(!body["embeds"][0]["fields"].as_array().unwrap().is_empty());
     }
 
     #[test]

@@ -4,18 +4,23 @@
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-use super::{classify_by_status, parse_object, require_text, Outcome, RenderedMessage};
+use super::{classify_by_status, parse_object, require_text, BodyError, Outcome, RenderedMessage};
 use crate::config::DestinationConfig;
 use crate::text::truncate;
 
 /// Subjects longer than this are cut; mail clients show far less anyway.
 const SUBJECT_LIMIT: usize = 250;
 
-pub(super) fn body(config: &DestinationConfig, message: RenderedMessage) -> Result<Value, String> {
+pub(super) fn body(
+    config: &DestinationConfig,
+    message: RenderedMessage,
+) -> Result<Value, BodyError> {
     let recipients = recipients(&message.to)?;
     let subject = single_line(message.subject.as_deref().unwrap_or_default());
     if subject.is_empty() {
-        return Err("the subject template rendered an empty subject".to_owned());
+        return Err(BodyError::Empty(
+            "the subject template rendered an empty subject".to_owned(),
+        ));
     }
     let subject = truncate(&subject, SUBJECT_LIMIT);
     let from = config.from.clone().unwrap_or_default();
@@ -40,7 +45,7 @@ pub(super) fn body(config: &DestinationConfig, message: RenderedMessage) -> Resu
 
 /// Rendered recipients, with empty ones dropped; a line break in an address
 /// would let data add mail headers, so it is refused.
-fn recipients(rendered: &[String]) -> Result<Vec<String>, String> {
+fn recipients(rendered: &[String]) -> Result<Vec<String>, BodyError> {
     let mut addresses = Vec::new();
     for address in rendered.iter().flat_map(|text| text.split(',')) {
         let address = address.trim();
@@ -48,12 +53,16 @@ fn recipients(rendered: &[String]) -> Result<Vec<String>, String> {
             continue;
         }
         if address.contains(['\r', '\n']) || !address.contains('@') {
-            return Err(format!("recipient {address:?} is not an email address"));
+            return Err(BodyError::Invalid(format!(
+                "recipient {address:?} is not an email address"
+            )));
         }
         addresses.push(address.to_owned());
     }
     if addresses.is_empty() {
-        return Err("the `to` templates rendered no recipient address".to_owned());
+        return Err(BodyError::Empty(
+            "the `to` templates rendered no recipient address".to_owned(),
+        ));
     }
     Ok(addresses)
 }
@@ -80,12 +89,14 @@ mod tests {
             recipients(&["a@x.org, ".into(), "".into()]).unwrap(),
             ["a@x.org"]
         );
-        assert!(recipients(&["".into()])
-            .unwrap_err()
-            .contains("no recipient"));
-        assert!(recipients(&["nobody".into()])
-            .unwrap_err()
-            .contains("\"nobody\""));
+        assert!(matches!(
+            recipients(&["".into()]),
+            Err(BodyError::Empty(reason)) if reason.contains("no recipient")
+        ));
+        assert!(matches!(
+            recipients(&["nobody".into()]),
+            Err(BodyError::Invalid(reason)) if reason.contains("\"nobody\"")
+        ));
     }
 
     #[test]

@@ -31,6 +31,29 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Maximum length of the platform error text kept with an attempt.
 const MAX_ERROR_CHARS: usize = 500;
 
+/// Reason why no request body could be built for a delivery. The message
+/// is a plain sentence, stored as the reason of the dead delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The message came out empty for this event (no text, no recipient),
+    /// which depends on the event data and the directory.
+    #[error("{0}")]
+    Empty(String),
+    /// The template or what it rendered is broken.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl BodyError {
+    /// Adds where the error came from, keeping its kind.
+    pub fn context(self, context: &str) -> Self {
+        match self {
+            Self::Empty(reason) => Self::Empty(format!("{reason} ({context})")),
+            Self::Invalid(reason) => Self::Invalid(format!("{reason} ({context})")),
+        }
+    }
+}
+
 /// Template output for one delivery, before it becomes a request body.
 #[derive(Debug, Clone)]
 pub struct RenderedMessage {
@@ -48,7 +71,7 @@ pub struct RenderedMessage {
 pub fn build_body(
     settings: &DestinationSettings,
     message: RenderedMessage,
-) -> Result<String, String> {
+) -> Result<String, BodyError> {
     let body = match settings.kind {
         DestinationKind::Slack => slack::body(message)?,
         DestinationKind::Discord => discord::body(&settings.config, message)?,
@@ -60,19 +83,25 @@ pub fn build_body(
 }
 
 /// Parses a `.json.hbs` render, which must be a JSON object.
-fn parse_object(text: &str) -> Result<serde_json::Map<String, Value>, String> {
+fn parse_object(text: &str) -> Result<serde_json::Map<String, Value>, BodyError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err("the JSON template must render a JSON object".to_owned()),
-        Err(err) => Err(format!("the JSON template rendered invalid JSON: {err}")),
+        Ok(_) => Err(BodyError::Invalid(
+            "the JSON template must render a JSON object".to_owned(),
+        )),
+        Err(err) => Err(BodyError::Invalid(format!(
+            "the JSON template rendered invalid JSON: {err}"
+        ))),
     }
 }
 
 /// Text that is empty once whitespace is removed is not sent.
-fn require_text(text: &str) -> Result<&str, String> {
+fn require_text(text: &str) -> Result<&str, BodyError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        Err("the template rendered an empty message".to_owned())
+        Err(BodyError::Empty(
+            "the template rendered an empty message".to_owned(),
+        ))
     } else {
         Ok(trimmed)
     }
@@ -304,8 +333,8 @@ fn rate_limited(error: String, after: Option<Duration>, global: bool) -> Outcome
 }
 
 /// Classification shared by the email relay and generic webhooks: `2xx`
-/// delivered, `429`/`503` wait for `Retry-After`, other `5xx` retry, other
-/// `4xx` permanent.
+/// delivered, `429` waits for `Retry-After` without counting as a failure,
+/// `5xx` retries (after `Retry-After` when given), other `4xx` permanent.
 fn classify_by_status(status: u16, headers: &HeaderMap, body: &str) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered { status },

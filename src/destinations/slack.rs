@@ -4,7 +4,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-    error_text, parse_object, rate_limited, require_text, retry_after_header, Outcome,
+    error_text, parse_object, rate_limited, require_text, retry_after_header, BodyError, Outcome,
     RenderedMessage,
 };
 use crate::text::truncate;
@@ -43,7 +43,7 @@ const PERMANENT: &[&str] = &[
     "team_disabled",
 ];
 
-pub(super) fn body(message: RenderedMessage) -> Result<Value, String> {
+pub(super) fn body(message: RenderedMessage) -> Result<Value, BodyError> {
     if !message.is_json {
         let text = require_text(&message.main.text)?;
         return Ok(json!({ "text": truncate(text, TEXT_LIMIT) }));
@@ -63,7 +63,9 @@ pub(super) fn body(message: RenderedMessage) -> Result<Value, String> {
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
     if !has_text && !has_blocks && !has_attachments {
-        return Err("the JSON template rendered no `text`, `blocks` or `attachments`".to_owned());
+        return Err(BodyError::Empty(
+            "the JSON template rendered no `text`, `blocks` or `attachments`".to_owned(),
+        ));
     }
     Ok(Value::Object(body))
 }

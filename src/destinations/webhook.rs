@@ -3,9 +3,11 @@
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-use super::{classify_by_status, error_text, parse_object, require_text, Outcome, RenderedMessage};
+use super::{
+    classify_by_status, error_text, parse_object, require_text, BodyError, Outcome, RenderedMessage,
+};
 
-pub(super) fn body(message: RenderedMessage) -> Result<Value, String> {
+pub(super) fn body(message: RenderedMessage) -> Result<Value, BodyError> {
     if message.is_json {
         return parse_object(&message.main.text).map(Value::Object);
     }
