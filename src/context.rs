@@ -18,7 +18,7 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// A person object: `id` always, plus what the directory knows.
+    /// Builds a person object: `id` always, plus the directory's fields.
     fn person(&self, user_id: &str) -> Value {
         let mut person = Map::new();
         person.insert("id".into(), user_id.into());
@@ -38,7 +38,7 @@ impl Directory {
         Value::Object(person)
     }
 
-    /// A space object: `id` always, plus `name` and `tutor` when known.
+    /// Builds a space object: `id` always, plus `name` and `tutor` when known.
     fn space(&self, space_id: &str) -> Value {
         let mut space = Map::new();
         space.insert("id".into(), space_id.into());

@@ -77,7 +77,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// The file of a `sqlite:` store URL, without its `?options`; `None` for an
+/// Returns the file of a `sqlite:` store URL, without its `?options`; `None` for an
 /// in-memory database or another scheme.
 pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url

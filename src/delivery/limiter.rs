@@ -1,5 +1,5 @@
 //! Per-destination flow control: a token bucket plus pauses that the
-//! platform asks for.
+//! platform requests.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,8 +33,8 @@ impl Limiter {
         }
     }
 
-    /// How long to wait before the next request may go out; `None` when it
-    /// may go now.
+    /// Returns the wait before the next request may go out, or `None` when
+    /// it may go now.
     pub fn wait(&mut self) -> Option<Duration> {
         let now = Instant::now();
         let shared = self
@@ -77,7 +77,7 @@ impl Limiter {
                 *pause = Some(pause.map_or(until, |current| current.max(until)));
             }
         }
-        // A platform that asks for a pause has used up the burst as well.
+        // A platform that requests a pause has used up the burst as well.
         self.tokens = 0.0;
         self.refilled = until;
     }

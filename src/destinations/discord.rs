@@ -7,8 +7,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-    error_text, parse_object, rate_limited, require_text, retry_after_header, seconds, BodyError,
-    Outcome, RenderedMessage,
+    cut_text, error_text, parse_object, rate_limited, require_text, retry_after_header, seconds,
+    BodyError, Outcome, RenderedMessage,
 };
 use crate::config::DestinationConfig;
 use crate::text::truncate;
@@ -80,21 +80,21 @@ pub(super) fn body(
 }
 
 fn fit_limits(body: &mut Map<String, Value>) {
-    cut(body.get_mut("content"), CONTENT_LIMIT);
+    cut_text(body.get_mut("content"), CONTENT_LIMIT);
     let Some(Value::Array(embeds)) = body.get_mut("embeds") else {
         return;
     };
     embeds.truncate(EMBEDS_LIMIT);
     for embed in embeds.iter_mut() {
-        cut(embed.get_mut("title"), TITLE_LIMIT);
-        cut(embed.get_mut("description"), DESCRIPTION_LIMIT);
-        cut(embed.pointer_mut("/footer/text"), FOOTER_LIMIT);
-        cut(embed.pointer_mut("/author/name"), AUTHOR_NAME_LIMIT);
+        cut_text(embed.get_mut("title"), TITLE_LIMIT);
+        cut_text(embed.get_mut("description"), DESCRIPTION_LIMIT);
+        cut_text(embed.pointer_mut("/footer/text"), FOOTER_LIMIT);
+        cut_text(embed.pointer_mut("/author/name"), AUTHOR_NAME_LIMIT);
         if let Some(Value::Array(fields)) = embed.get_mut("fields") {
             fields.truncate(FIELDS_LIMIT);
             for field in fields.iter_mut() {
-                cut(field.get_mut("name"), FIELD_NAME_LIMIT);
-                cut(field.get_mut("value"), FIELD_VALUE_LIMIT);
+                cut_text(field.get_mut("name"), FIELD_NAME_LIMIT);
+                cut_text(field.get_mut("value"), FIELD_VALUE_LIMIT);
             }
         }
     }
@@ -159,15 +159,7 @@ fn embed_chars(embed: &Value) -> usize {
     count("/title") + count("/description") + count("/footer/text") + count("/author/name") + fields
 }
 
-fn cut(value: Option<&mut Value>, limit: usize) {
-    if let Some(Value::String(text)) = value {
-        if text.chars().count() > limit {
-            *text = truncate(text, limit);
-        }
-    }
-}
-
-/// Asks Discord to answer only once the message is saved, so a message that
+/// Asks Discord to respond only once the message is saved, so a message that
 /// fails to save returns an error instead of a silent `204`.
 pub(super) fn add_wait(url: &mut reqwest::Url) {
     let others: Vec<(String, String)> = url

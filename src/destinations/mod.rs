@@ -95,6 +95,16 @@ fn parse_object(text: &str) -> Result<serde_json::Map<String, Value>, BodyError>
     }
 }
 
+/// Cuts a JSON string value to `limit` characters in place, on a grapheme
+/// boundary with `…`; other values are left alone.
+fn cut_text(value: Option<&mut Value>, limit: usize) {
+    if let Some(Value::String(text)) = value {
+        if text.chars().count() > limit {
+            *text = crate::text::truncate(text, limit);
+        }
+    }
+}
+
 /// Text that is empty once whitespace is removed is not sent.
 fn require_text(text: &str) -> Result<&str, BodyError> {
     let trimmed = text.trim();

@@ -4,8 +4,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-    error_text, parse_object, rate_limited, require_text, retry_after_header, BodyError, Outcome,
-    RenderedMessage,
+    cut_text, error_text, parse_object, rate_limited, require_text, retry_after_header, BodyError,
+    Outcome, RenderedMessage,
 };
 use crate::text::truncate;
 
@@ -72,7 +72,7 @@ pub(super) fn body(message: RenderedMessage) -> Result<Value, BodyError> {
 
 /// Cuts text and lists that Slack would reject as too long.
 fn fit_limits(body: &mut Map<String, Value>) {
-    cut_string(body.get_mut("text"), TEXT_LIMIT);
+    cut_text(body.get_mut("text"), TEXT_LIMIT);
     let Some(Value::Array(blocks)) = body.get_mut("blocks") else {
         return;
     };
@@ -84,13 +84,13 @@ fn fit_limits(body: &mut Map<String, Value>) {
             .unwrap_or("")
             .to_owned();
         match kind.as_str() {
-            "header" => cut_string(block.pointer_mut("/text/text"), HEADER_TEXT_LIMIT),
+            "header" => cut_text(block.pointer_mut("/text/text"), HEADER_TEXT_LIMIT),
             "section" => {
-                cut_string(block.pointer_mut("/text/text"), SECTION_TEXT_LIMIT);
+                cut_text(block.pointer_mut("/text/text"), SECTION_TEXT_LIMIT);
                 if let Some(Value::Array(fields)) = block.get_mut("fields") {
                     fields.truncate(SECTION_FIELDS_LIMIT);
                     for field in fields.iter_mut() {
-                        cut_string(field.get_mut("text"), FIELD_TEXT_LIMIT);
+                        cut_text(field.get_mut("text"), FIELD_TEXT_LIMIT);
                     }
                 }
             }
@@ -100,14 +100,6 @@ fn fit_limits(body: &mut Map<String, Value>) {
                 }
             }
             _ => {}
-        }
-    }
-}
-
-fn cut_string(value: Option<&mut Value>, limit: usize) {
-    if let Some(Value::String(text)) = value {
-        if text.chars().count() > limit {
-            *text = truncate(text, limit);
         }
     }
 }

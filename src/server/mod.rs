@@ -26,11 +26,11 @@ pub use error::IngestError;
 /// Header that carries the request id, set when the caller sends none.
 const REQUEST_ID: &str = "x-request-id";
 
-/// Longest time a request may take, body upload included; a slower client
+/// Maximum time a request may take, body upload included; a slower client
 /// gets `408` so it cannot hold a connection and a handler open for ever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What every handler shares.
+/// State shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub runtime: Arc<ArcSwap<Runtime>>,
