@@ -1,5 +1,5 @@
 -- wrk script: POST a distinct joinSpace event on every request, so that
--- each one is stored and none is answered as a duplicate.
+-- each one is stored and none is reported as a duplicate.
 
 local threads_started = 0
 

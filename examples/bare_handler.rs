@@ -1,4 +1,4 @@
-//! A bare axum server that answers every POST with `202`, as a baseline for
+//! A bare axum server that responds to every POST with `202`, as a baseline for
 //! the ingest benchmark and as a sink for its webhook deliveries.
 //!
 //! Usage: `cargo run --release --example bare_handler -- 127.0.0.1:18181`

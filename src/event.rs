@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-/// Why a webhook body is not an event.
+/// Reason a webhook body is not an event.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
     #[error("the body is not valid JSON: {0}")]
@@ -60,7 +60,7 @@ impl Event {
         })
     }
 
-    /// The canonical JSON body, as stored.
+    /// Returns the canonical JSON body, as stored.
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.fields).expect("a JSON map always serializes")
     }

@@ -96,7 +96,7 @@ pub struct Route {
 }
 
 impl Route {
-    /// Every key that `when` and `unless` read.
+    /// Returns every key that `when` and `unless` read.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         let when = self.when.keys.iter();
         let unless = self.unless.keys.iter();

@@ -180,7 +180,7 @@ to = ["tutors"]
     assert!(!stderr.contains(URL_SECRET), "stderr shows the URL secret");
 }
 
-/// A valid config with one log destination; `routes` is appended.
+/// Builds a valid config with one log destination, followed by `routes`.
 fn log_config(routes: &str) -> String {
     format!(
         "[[secrets]]\nenvironment = \"production\"\nvalue = \"s\"\n\

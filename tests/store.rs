@@ -211,7 +211,7 @@ async fn unrendered_delivery_is_stored_dead_with_reason() {
 }
 
 #[tokio::test]
-async fn prune_removes_old_delivered_and_keeps_dead_and_recent() {
+async fn prune_keeps_dead_and_recent() {
     let (_dir, store) = open().await;
     let old = Utc::now() - chrono::Duration::days(10);
     store

@@ -79,6 +79,8 @@ pub(super) fn body(
     Ok(Value::Object(body))
 }
 
+/// Cuts the body to Discord's per-field limits, then to the total for all
+/// embeds of one message.
 fn fit_limits(body: &mut Map<String, Value>) {
     cut_text(body.get_mut("content"), CONTENT_LIMIT);
     let Some(Value::Array(embeds)) = body.get_mut("embeds") else {
@@ -86,44 +88,52 @@ fn fit_limits(body: &mut Map<String, Value>) {
     };
     embeds.truncate(EMBEDS_LIMIT);
     for embed in embeds.iter_mut() {
-        cut_text(embed.get_mut("title"), TITLE_LIMIT);
-        cut_text(embed.get_mut("description"), DESCRIPTION_LIMIT);
-        cut_text(embed.pointer_mut("/footer/text"), FOOTER_LIMIT);
-        cut_text(embed.pointer_mut("/author/name"), AUTHOR_NAME_LIMIT);
-        if let Some(Value::Array(fields)) = embed.get_mut("fields") {
-            fields.truncate(FIELDS_LIMIT);
-            for field in fields.iter_mut() {
-                cut_text(field.get_mut("name"), FIELD_NAME_LIMIT);
-                cut_text(field.get_mut("value"), FIELD_VALUE_LIMIT);
-            }
+        fit_embed(embed);
+    }
+    fit_embed_total(embeds);
+}
+
+/// Cuts the text fields of one embed and its list of fields to their limits.
+fn fit_embed(embed: &mut Value) {
+    cut_text(embed.get_mut("title"), TITLE_LIMIT);
+    cut_text(embed.get_mut("description"), DESCRIPTION_LIMIT);
+    cut_text(embed.pointer_mut("/footer/text"), FOOTER_LIMIT);
+    cut_text(embed.pointer_mut("/author/name"), AUTHOR_NAME_LIMIT);
+    if let Some(Value::Array(fields)) = embed.get_mut("fields") {
+        fields.truncate(FIELDS_LIMIT);
+        for field in fields.iter_mut() {
+            cut_text(field.get_mut("name"), FIELD_NAME_LIMIT);
+            cut_text(field.get_mut("value"), FIELD_VALUE_LIMIT);
         }
     }
-    // Over the total, shorten descriptions from the last embed backwards.
-    let mut excess = embeds
-        .iter()
-        .map(embed_chars)
-        .sum::<usize>()
-        .saturating_sub(EMBED_TOTAL_LIMIT);
+}
+
+/// Brings all embed text under [`EMBED_TOTAL_LIMIT`]: descriptions are
+/// shortened from the last embed backwards, then embeds are dropped from
+/// the end, then fields of the one embed left from the last backwards.
+fn fit_embed_total(embeds: &mut Vec<Value>) {
+    let total: usize = embeds.iter().map(embed_chars).sum();
+    let mut excess = total.saturating_sub(EMBED_TOTAL_LIMIT);
+
     for embed in embeds.iter_mut().rev() {
         if excess == 0 {
-            break;
+            return;
         }
         if let Some(Value::String(description)) = embed.get_mut("description") {
             let length = description.chars().count();
-            let keep = length.saturating_sub(excess + 1);
-            let removed = length - truncate(description, keep).chars().count();
-            *description = truncate(description, keep);
-            excess = excess.saturating_sub(removed);
+            let shortened = truncate(description, length.saturating_sub(excess + 1));
+            excess = excess.saturating_sub(length - shortened.chars().count());
+            *description = shortened;
         }
     }
-    // Descriptions alone could not make room: drop embeds from the end,
-    // then drop fields of the one left, from the last field backwards.
+
     while excess > 0 && embeds.len() > 1 {
         let last = embeds.pop().expect("more than one embed");
         excess = excess.saturating_sub(embed_chars(&last));
     }
-    if let Some(Value::Array(fields)) = embeds.first_mut().and_then(|embed| embed.get_mut("fields"))
-    {
+
+    let fields = embeds.first_mut().and_then(|embed| embed.get_mut("fields"));
+    if let Some(Value::Array(fields)) = fields {
         while excess > 0 {
             let Some(field) = fields.pop() else {
                 break;
@@ -260,6 +270,15 @@ mod tests {
         assert_eq!(body["username"], "Pencil");
     }
 
+    fn total_embed_chars(body: &Value) -> usize {
+        body["embeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(embed_chars)
+            .sum()
+    }
+
     #[test]
     fn embed_total_is_kept_under_limit() {
         let long = "d".repeat(4_096);
@@ -268,12 +287,7 @@ mod tests {
             .collect();
         let text = json!({ "embeds": embeds }).to_string();
         let body = body(&config(), message(&text, true, &[])).unwrap();
-        let total: usize = body["embeds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(embed_chars)
-            .sum();
+        let total = total_embed_chars(&body);
         assert!(total <= EMBED_TOTAL_LIMIT, "{total}");
     }
 
@@ -284,12 +298,7 @@ mod tests {
             .collect();
         let text = json!({ "embeds": [{"title": "t", "fields": fields}] }).to_string();
         let body = body(&config(), message(&text, true, &[])).unwrap();
-        let total: usize = body["embeds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(embed_chars)
-            .sum();
+        let total = total_embed_chars(&body);
         assert!(total <= EMBED_TOTAL_LIMIT, "{total}");
         assert!(!body["embeds"][0]["fields"].as_array().unwrap().is_empty());
     }

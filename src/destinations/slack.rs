@@ -104,7 +104,8 @@ fn fit_limits(body: &mut Map<String, Value>) {
     }
 }
 
-/// Slack answers errors as a plain string; the string decides before the status.
+/// Classifies a Slack response. Slack reports errors as a plain string,
+/// which decides before the status does.
 pub(super) fn classify(status: u16, headers: &HeaderMap, body: &str) -> Outcome {
     let code = body.trim();
     if status == 429 {

@@ -1,4 +1,4 @@
-//! Errors of the webhook endpoint and the HTTP answer of each.
+//! Errors of the webhook endpoint and the HTTP response of each.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -26,8 +26,8 @@ pub use error::IngestError;
 /// Header that carries the request id, set when the caller sends none.
 const REQUEST_ID: &str = "x-request-id";
 
-/// Maximum time a request may take, body upload included; a slower client
-/// gets `408` so it cannot hold a connection and a handler open for ever.
+/// Maximum time a request may take, body upload included. A slower client
+/// gets `408`, so it cannot hold a connection and a handler open.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// State shared by every handler.

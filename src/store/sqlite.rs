@@ -269,6 +269,7 @@ impl Store for SqliteStore {
         .bind(&attempt.error)
         .execute(&mut *tx)
         .await?;
+
         let (status, next_at, failed, error) = match &next {
             Next::Delivered => (Status::Delivered, now, 0, None),
             Next::Retry { at, failed, error } => (
@@ -279,6 +280,7 @@ impl Store for SqliteStore {
             ),
             Next::Dead { error } => (Status::Dead, now, 1, Some(error.as_str())),
         };
+
         sqlx::query(
             "UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = attempts + 1,
                  failures = failures + ?, last_error = ?,
@@ -361,10 +363,12 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let delivery = delivery_from_row(&row)?;
+
         let event = sqlx::query("SELECT body, environment FROM events WHERE id = ?")
             .bind(&delivery.event_id)
             .fetch_optional(&self.reader)
             .await?;
+
         let attempts = sqlx::query(
             "SELECT started_at, duration_ms, status, outcome, error FROM attempts
              WHERE delivery_id = ? ORDER BY id",

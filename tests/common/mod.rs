@@ -229,7 +229,7 @@ subject = "{{{{eventType}}}}: {{{{default space.name spaceId}}}}"
 }
 
 impl TestApp {
-    /// Mounts `200 ok` answers on every mock platform.
+    /// Mounts success responses on every mock platform.
     pub async fn accept_everything(&self) {
         Mock::given(method("POST"))
             .and(path(SLACK_PATH))
